@@ -1,0 +1,1 @@
+"""facexpr.cli"""

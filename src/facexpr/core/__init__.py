@@ -1,0 +1,23 @@
+"""Shared types, errors and registries: the layer everything else imports."""
+
+from facexpr.core.errors import (
+    ConfigError,
+    FacexprError,
+    InputError,
+    MissingDependencyError,
+    ModelError,
+)
+from facexpr.core.types import FaceResult, Frame, FrameResult, HeadPose, RunningMode
+
+__all__ = [
+    "ConfigError",
+    "FaceResult",
+    "FacexprError",
+    "Frame",
+    "FrameResult",
+    "HeadPose",
+    "InputError",
+    "MissingDependencyError",
+    "ModelError",
+    "RunningMode",
+]

@@ -1,0 +1,134 @@
+"""Typed results passed between stages.
+
+Stages return these frozen dataclasses, never dicts, so a typo fails at once. Arrays are numpy;
+shapes, dtypes and units are given per field. Pixel coordinates are in the source frame, x to the
+right and y down, origin at the top-left corner of the top-left pixel.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+class RunningMode(enum.Enum):
+    """How frames relate to each other.
+
+    IMAGE: every frame is independent (photos). VIDEO: frames come in time order from one file, so
+    faces are tracked and landmarks smoothed. STREAM: like VIDEO but live (webcam), unbounded.
+    """
+
+    IMAGE = "image"
+    VIDEO = "video"
+    STREAM = "stream"
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One decoded picture.
+
+    Attributes:
+        image: (H, W, 3) uint8 RGB.
+        index: 0-based position of the frame in its source (decode order of the video stream,
+            counting skipped frames too; 0 for a photo).
+        timestamp: presentation time in seconds from the stream's start (0.0 for a photo).
+        source: the path (or ``webcam:N``) the frame came from.
+    """
+
+    image: np.ndarray
+    index: int = 0
+    timestamp: float = 0.0
+    source: str = ""
+
+    @property
+    def height(self) -> int:
+        return int(self.image.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.image.shape[1])
+
+
+@dataclass(frozen=True, slots=True)
+class HeadPose:
+    """Rigid head pose of a face relative to the camera.
+
+    Angles follow the head's own axes as in OpenFace: pitch (nodding, + looks down), yaw (turning,
+    + turns to the subject's left, i.e. toward the camera's right), roll (tilt in the image plane).
+
+    Attributes:
+        pitch: degrees.
+        yaw: degrees.
+        roll: degrees.
+        rotation: (3,) float32 radians, Euler angles (rx, ry, rz) with R = Rx @ Ry @ Rz, as
+            OpenFace's ``pose_Rx/Ry/Rz``; pitch, yaw and roll are these in degrees.
+        translation: (3,) float32 millimetres, camera frame (OpenFace ``pose_Tx/Ty/Tz``), x right,
+            y down, z forward from the camera.
+        reprojection_error: mean distance in px between the 68 landmarks and the posed model.
+    """
+
+    pitch: float
+    yaw: float
+    roll: float
+    rotation: np.ndarray
+    translation: np.ndarray
+    reprojection_error: float = float("nan")
+
+
+@dataclass(frozen=True, slots=True)
+class FaceResult:
+    """Everything the front-end knows about one face in one frame.
+
+    Attributes:
+        box: (4,) float32 xyxy px.
+        score: detector confidence in [0, 1].
+        landmarks: (68, 2) float32 px, iBUG / Multi-PIE 68-point order (as OpenFace and dlib).
+        confidence: landmark model's face-presence confidence in [0, 1] (OpenFace ``confidence``).
+        face_id: stable id of the track in a video (0, 1, ...); in a photo, the face's rank by
+            box area, largest first.
+        mesh: (468, 3) float32 dense mesh (MediaPipe Face Mesh topology); x, y in px, z in px at
+            the same scale, relative to the mesh centre, + away from the camera. None if absent.
+        keypoints: (6, 2) float32 px detector keypoints (right eye, left eye, nose tip, mouth,
+            right ear tragion, left ear tragion; subject's sides) or None.
+        pose: head pose, or None if it could not be computed.
+        aligned: (S, S, 3) uint8 RGB similarity-aligned crop, or None if not requested.
+        align_matrix: (2, 3) float32 affine mapping source px -> aligned crop px, or None.
+    """
+
+    box: np.ndarray
+    score: float
+    landmarks: np.ndarray
+    confidence: float = 1.0
+    face_id: int = 0
+    mesh: np.ndarray | None = None
+    keypoints: np.ndarray | None = None
+    pose: HeadPose | None = None
+    aligned: np.ndarray | None = None
+    align_matrix: np.ndarray | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FrameResult:
+    """All faces of one frame; no face is an empty tuple, not an error.
+
+    Attributes:
+        source: path (or ``webcam:N``) of the input.
+        index: 0-based frame index in the source.
+        timestamp: seconds.
+        width: frame width in px.
+        height: frame height in px.
+        faces: faces found, ordered by face_id.
+    """
+
+    source: str
+    index: int
+    timestamp: float
+    width: int
+    height: int
+    faces: tuple[FaceResult, ...] = field(default_factory=tuple)
+
+    @property
+    def success(self) -> bool:
+        return len(self.faces) > 0
