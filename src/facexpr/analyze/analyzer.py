@@ -1,0 +1,231 @@
+"""The Analyzer: media in, per-face measurements out.
+
+``Analyzer(AnalyzerOptions(...)).analyze(source)`` returns an :class:`ExpressionTable`;
+``iter_results`` streams ``(Frame, FrameResult)`` pairs so that videos of any length run in flat
+memory. The CLI only calls these.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from facexpr.analyze.table import ExpressionTable
+from facexpr.core import columns as C
+from facexpr.core.errors import ConfigError
+from facexpr.core.types import Frame, FrameResult, RunningMode
+from facexpr.faces import FaceFrontEnd, FaceFrontEndOptions
+from facexpr.io import MediaSource, expand_inputs, iter_frames, probe_video
+
+log = logging.getLogger(__name__)
+
+Device = Literal["cpu", "cuda", "auto"]
+
+
+@dataclass
+class AnalyzerOptions:
+    """What to analyse and how.
+
+    Attributes:
+        mode: force a running mode; None picks IMAGE for photos, VIDEO for videos, STREAM for
+            webcams.
+        detector: "full" (full-range BlazeFace: faces at any distance, best recall) or "short"
+            (faces within ~2 m, faster).
+        min_face_score: detector score threshold in (0, 1).
+        max_faces: most faces per frame.
+        every: keep every Nth video frame.
+        fps: keep at most this many frames per second of video (by timestamp), or None.
+        start: seconds into a video to start at, or None.
+        end: seconds into a video to stop at, or None.
+        smoothing: temporal smoothing of landmarks in video (One Euro filter).
+        align_size: side of the aligned face crop in px (0: no crop).
+        redetect_every: in video, run the detector every N frames to find new faces.
+        num_threads: CPU threads for the face models.
+        device: torch device for learned heads ("auto": CUDA if available).
+        mesh: add the 468-point mesh columns (mesh_x_*, mesh_y_*, mesh_z_*) to the table.
+    """
+
+    mode: RunningMode | None = None
+    detector: Literal["full", "short"] = "full"
+    min_face_score: float = 0.5
+    max_faces: int = 10
+    every: int = 1
+    fps: float | None = None
+    start: float | None = None
+    end: float | None = None
+    smoothing: bool = True
+    align_size: int = 224
+    redetect_every: int = 10
+    num_threads: int = 1
+    device: Device = "auto"
+    mesh: bool = False
+    groups: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        if self.mode is not None and not isinstance(self.mode, RunningMode):
+            raise ConfigError(f"mode must be a RunningMode or None, not {self.mode!r}")
+        if self.detector not in ("full", "short"):
+            raise ConfigError(f"detector must be 'full' or 'short', not {self.detector!r}")
+        if not 0.0 < self.min_face_score < 1.0:
+            raise ConfigError(f"min_face_score must be in (0, 1), not {self.min_face_score}")
+        if self.max_faces < 1:
+            raise ConfigError(f"max_faces must be >= 1, not {self.max_faces}")
+        if self.every < 1:
+            raise ConfigError(f"every must be >= 1, not {self.every}")
+        if self.fps is not None and self.fps <= 0:
+            raise ConfigError(f"fps must be > 0, not {self.fps}")
+        if self.start is not None and self.start < 0:
+            raise ConfigError(f"start must be >= 0 seconds, not {self.start}")
+        if self.start is not None and self.end is not None and self.end <= self.start:
+            raise ConfigError(f"end ({self.end} s) must be after start ({self.start} s)")
+        if self.align_size < 0 or 0 < self.align_size < 32:
+            raise ConfigError(f"align_size must be 0 or >= 32 px, not {self.align_size}")
+        if self.redetect_every < 1:
+            raise ConfigError(f"redetect_every must be >= 1, not {self.redetect_every}")
+        if self.num_threads < 1:
+            raise ConfigError(f"num_threads must be >= 1, not {self.num_threads}")
+        self.device = resolve_device(self.device)
+        self.groups = (*C.DEFAULT_GROUPS, "mesh") if self.mesh else C.DEFAULT_GROUPS
+
+
+def resolve_device(device: str) -> str:
+    """Returns "cpu" or "cuda" for a requested device, checking that CUDA exists if asked."""
+    if device not in ("cpu", "cuda", "auto"):
+        raise ConfigError(f"device must be 'cpu', 'cuda' or 'auto', not {device!r}")
+    if device == "cpu":
+        return "cpu"
+    import torch
+
+    has_cuda = torch.cuda.is_available()
+    if device == "cuda" and not has_cuda:
+        raise ConfigError("device 'cuda' was asked for but torch sees no CUDA device")
+    return "cuda" if has_cuda else "cpu"
+
+
+class Analyzer:
+    """Runs the face front-end (and, as they land, the expression heads) over media.
+
+    Args:
+        options: see :class:`AnalyzerOptions`; defaults if None.
+    """
+
+    def __init__(self, options: AnalyzerOptions | None = None) -> None:
+        self.options = options or AnalyzerOptions()
+        self._frontends: dict[RunningMode, FaceFrontEnd] = {}
+
+    def _frontend(self, mode: RunningMode) -> FaceFrontEnd:
+        fe = self._frontends.get(mode)
+        if fe is None:
+            o = self.options
+            fe = FaceFrontEnd(
+                FaceFrontEndOptions(
+                    mode=mode,
+                    detector=o.detector,
+                    min_face_score=o.min_face_score,
+                    max_faces=o.max_faces,
+                    align_size=o.align_size,
+                    smoothing=o.smoothing,
+                    redetect_every=o.redetect_every,
+                    num_threads=o.num_threads,
+                )
+            )
+            self._frontends[mode] = fe
+        return fe
+
+    def _mode_for(self, source: MediaSource) -> RunningMode:
+        if self.options.mode is not None:
+            return self.options.mode
+        return {
+            "image": RunningMode.IMAGE,
+            "video": RunningMode.VIDEO,
+            "webcam": RunningMode.STREAM,
+        }[source.kind]
+
+    def estimate_frames(self, source: MediaSource) -> int | None:
+        """Returns how many frames analysing ``source`` will yield, if known cheaply."""
+        if source.kind == "image":
+            return 1
+        if source.kind != "video":
+            return None
+        info = probe_video(source.path)
+        if not info.n_frames:
+            return None
+        n = info.n_frames
+        if self.options.start is not None or self.options.end is not None:
+            lo = self.options.start or 0.0
+            hi = self.options.end if self.options.end is not None else info.duration
+            n = max(0, round((min(hi, info.duration) - lo) * info.fps))
+        if self.options.fps is not None and info.fps > 0:
+            n = round(n * min(1.0, self.options.fps / info.fps))
+        return max(1, -(-n // self.options.every)) if n else 0
+
+    def iter_results(self, source: MediaSource | str | Path) -> Iterator[tuple[Frame, FrameResult]]:
+        """Yields (frame, result) for every kept frame of one source, in order.
+
+        Raises:
+            InputError: the source cannot be read (the message names the file and the problem).
+        """
+        if not isinstance(source, MediaSource):
+            sources = expand_inputs([source])
+            if len(sources) != 1:
+                raise ConfigError(f"{source}: names {len(sources)} inputs; use analyze() for many")
+            source = sources[0]
+        mode = self._mode_for(source)
+        fe = self._frontend(mode)
+        fe.reset()
+        o = self.options
+        for frame in iter_frames(source, every=o.every, fps=o.fps, start=o.start, end=o.end):
+            yield frame, fe.process(frame)
+
+    def analyze_image(self, image: np.ndarray | str | Path) -> FrameResult:
+        """Returns the faces of one photo (an RGB uint8 array or a path)."""
+        if isinstance(image, np.ndarray):
+            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+                raise ConfigError(
+                    f"image must be an (H, W, 3) uint8 RGB array, got {image.shape} {image.dtype}"
+                )
+            fe = self._frontend(RunningMode.IMAGE)
+            return fe.process(Frame(image=image, source="<array>"))
+        ((_, result),) = list(self.iter_results(image))
+        return result
+
+    def analyze_video(self, path: str | Path) -> Iterator[FrameResult]:
+        """Yields the result of every kept frame of a video, with tracked face ids."""
+        for _, result in self.iter_results(path):
+            yield result
+
+    def analyze_stream(self, index: int = 0) -> Iterator[FrameResult]:
+        """Yields results from a webcam until the caller stops iterating."""
+        for _, result in self.iter_results(MediaSource(path=f"webcam:{index}", kind="webcam")):
+            yield result
+
+    def analyze(self, source: str | Path | np.ndarray | Sequence[str | Path]) -> ExpressionTable:
+        """Returns the table of every face in every frame of the given input(s).
+
+        Args:
+            source: a photo or video path, a folder, a glob, a list of those, or an RGB array.
+        """
+        if isinstance(source, np.ndarray):
+            return ExpressionTable.from_frames([self.analyze_image(source)], self.options.groups)
+        inputs = [source] if isinstance(source, str | Path) else list(source)
+        results: list[FrameResult] = []
+        for src in expand_inputs(inputs):
+            results.extend(r for _, r in self.iter_results(src))
+        return ExpressionTable.from_frames(results, self.options.groups)
+
+    def close(self) -> None:
+        """Frees the models."""
+        for fe in self._frontends.values():
+            fe.close()
+        self._frontends.clear()
+
+    def __enter__(self) -> Analyzer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

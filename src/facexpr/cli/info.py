@@ -1,0 +1,67 @@
+"""What `facexpr info` prints: versions, models and devices."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata as md
+import platform
+from pathlib import Path
+
+
+def _version(dist: str) -> str:
+    try:
+        return md.version(dist)
+    except md.PackageNotFoundError:
+        return "not installed"
+
+
+def collect_info() -> dict[str, dict[str, str]]:
+    """Returns {section: {name: value}} for versions, models and devices."""
+    import facexpr
+
+    versions = {"facexpr": facexpr.__version__, "python": platform.python_version()}
+    for dist in ("numpy", "torch", "opencv-python-headless", "av", "pandas", "pyarrow",
+                 "ai-edge-litert", "moderngl", "pygltflib"):  # fmt: skip
+        versions[dist] = _version(dist)
+
+    models: dict[str, str] = {}
+    root = Path(facexpr.__file__).parent
+    for f in sorted(root.rglob("*.tflite")):
+        sha = hashlib.sha256(f.read_bytes()).hexdigest()[:12]
+        models[str(f.relative_to(root))] = f"{f.stat().st_size / 1e6:.2f} MB  sha256 {sha}…"
+
+    devices = {"cpu": f"{platform.machine()}, {_cpu_count()} cores"}
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            devices["cuda"] = ", ".join(
+                torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())
+            )
+        else:
+            devices["cuda"] = "not available"
+    except ImportError:
+        devices["cuda"] = "torch not installed"
+    devices["opengl (egl)"] = _egl_renderer()
+    return {"versions": versions, "models": models, "devices": devices}
+
+
+def _cpu_count() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def _egl_renderer() -> str:
+    try:
+        import moderngl
+    except ImportError:
+        return "moderngl not installed (pip install 'facexpr[render]')"
+    try:
+        ctx = moderngl.create_standalone_context(backend="egl")
+    except Exception as e:
+        return f"unavailable: {e}"
+    try:
+        return f"{ctx.info['GL_RENDERER']} (OpenGL {ctx.version_code})"
+    finally:
+        ctx.release()

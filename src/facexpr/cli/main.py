@@ -1,0 +1,170 @@
+"""The ``facexpr`` command. Thin: parses arguments, calls the library, prints.
+
+Exit codes: 0 all inputs done; 1 some inputs failed (the rest were written); 2 usage or
+configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from facexpr import __version__
+from facexpr.core.errors import FacexprError
+
+log = logging.getLogger("facexpr")
+
+
+def _setup_logging(verbose: int, quiet: int) -> None:
+    level = logging.WARNING - 10 * verbose + 10 * quiet
+    logging.basicConfig(
+        level=max(logging.DEBUG, min(logging.CRITICAL, level)),
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _positive_int(text: str) -> int:
+    v = int(text)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, not {v}")
+    return v
+
+
+def _positive_float(text: str) -> float:
+    v = float(text)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, not {v}")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="facexpr",
+        description="Facial expression measurement from photos, videos and webcams.",
+    )
+    p.add_argument("--version", action="version", version=f"facexpr {__version__}")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    p.add_argument("-q", "--quiet", action="count", default=0, help="less log output")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    a = sub.add_parser(
+        "analyze",
+        help="analyse photos, folders, videos or a webcam into a table",
+        description="Analyse faces in photos, folders (recursively), glob patterns, videos or a "
+        "webcam ('webcam:0'). Writes one table per input into OUT (or to OUT itself when it is "
+        "a .csv/.parquet/.jsonl file and there is one input).",
+    )
+    a.add_argument("inputs", nargs="+", metavar="INPUT")
+    a.add_argument("-o", "--out", required=True, metavar="OUT", help="output folder or file")
+    a.add_argument("--format", choices=("csv", "parquet", "jsonl"), default=None,
+                   help="table format (default: by OUT's suffix, else csv)")  # fmt: skip
+    a.add_argument(
+        "--annotate",
+        metavar="OUT",
+        help="write annotated media: a folder, or an image/video file for one input",
+    )
+    a.add_argument("--every", type=_positive_int, default=1, metavar="N",
+                   help="keep every Nth video frame")  # fmt: skip
+    a.add_argument("--fps", type=_positive_float, default=None, metavar="F",
+                   help="keep at most F frames per second of video")  # fmt: skip
+    a.add_argument("--start", type=float, default=None, metavar="SEC", help="start time in video")
+    a.add_argument("--end", type=float, default=None, metavar="SEC", help="end time in video")
+    a.add_argument("--detector", choices=("full", "short"), default="full",
+                   help="face detector: full range (default) or short range (faster)")  # fmt: skip
+    a.add_argument("--min-face-score", type=float, default=0.5, metavar="S")
+    a.add_argument("--max-faces", type=_positive_int, default=10, metavar="N")
+    a.add_argument("--no-smoothing", action="store_true", help="no temporal landmark smoothing")
+    a.add_argument("--mesh", action="store_true", help="add the 468-point mesh columns")
+    a.add_argument("--threads", type=_positive_int, default=1, metavar="N",
+                   help="CPU threads for the face models")  # fmt: skip
+    a.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
+    a.add_argument("--resume", action="store_true",
+                   help="skip inputs whose output table already exists")  # fmt: skip
+    a.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    sub.add_parser("info", help="print versions, models and devices")
+    return p
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from facexpr.analyze import Analyzer, AnalyzerOptions, run_batch
+
+    options = AnalyzerOptions(
+        detector=args.detector,
+        min_face_score=args.min_face_score,
+        max_faces=args.max_faces,
+        every=args.every,
+        fps=args.fps,
+        start=args.start,
+        end=args.end,
+        smoothing=not args.no_smoothing,
+        num_threads=args.threads,
+        device=args.device,
+        mesh=args.mesh,
+    )
+    progress = not args.no_progress and sys.stderr.isatty()
+    with Analyzer(options) as analyzer:
+        report = run_batch(
+            analyzer,
+            args.inputs,
+            args.out,
+            fmt=args.format,
+            annotate=args.annotate,
+            resume=args.resume,
+            progress=progress,
+        )
+    for path in report.written:
+        print(path)
+    for path in report.annotated:
+        print(path)
+    fps = report.frames / report.seconds if report.seconds > 0 else 0.0
+    print(
+        f"facexpr: {len(report.written)} written, {len(report.skipped)} skipped, "
+        f"{len(report.failures)} failed; {report.frames} frames, {report.faces} faces "
+        f"in {report.seconds:.1f} s ({fps:.1f} frames/s)",
+        file=sys.stderr,
+    )
+    if report.failures:
+        print(f"facexpr: {len(report.failures)} input(s) failed:", file=sys.stderr)
+        for f in report.failures:
+            print(f"  {f.problem}" if f.problem.startswith(f.input) else
+                  f"  {f.input}: {f.problem}", file=sys.stderr)  # fmt: skip
+        return 1
+    return 0
+
+
+def cmd_info(_: argparse.Namespace) -> int:
+    from facexpr.cli.info import collect_info
+
+    for section, rows in collect_info().items():
+        print(f"{section}:")
+        width = max((len(k) for k in rows), default=0)
+        for k, v in rows.items():
+            print(f"  {k:<{width}}  {v}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose, args.quiet)
+    try:
+        if args.command == "analyze":
+            return cmd_analyze(args)
+        if args.command == "info":
+            return cmd_info(args)
+    except FacexprError as e:
+        print(f"facexpr: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("facexpr: interrupted; finished outputs are kept", file=sys.stderr)
+        return 130
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""Column names of the result table, in one place.
+
+The table has one row per (input, frame, face). Where a column means what an OpenFace 2.0 column
+means, it has OpenFace's name and comes in OpenFace's order (``frame, face_id, timestamp,
+confidence, success, pose_T*, pose_R*, x_0..x_67, y_0..y_67``); facexpr's own columns follow.
+Later stages add groups (AUs, emotions, valence-arousal, blendshapes) by registering them here, so
+every writer and reader agrees on names and order.
+"""
+
+from __future__ import annotations
+
+from facexpr.core.arkit import ARKIT_NAMES
+
+N_LANDMARKS = 68
+N_MESH = 468
+
+INPUT = "input"
+FRAME = "frame"  # 1-based, as OpenFace
+FACE_ID = "face_id"
+TIMESTAMP = "timestamp"  # seconds
+CONFIDENCE = "confidence"
+SUCCESS = "success"
+
+POSE_T = ("pose_Tx", "pose_Ty", "pose_Tz")  # mm, camera frame
+POSE_R = ("pose_Rx", "pose_Ry", "pose_Rz")  # radians, R = Rx Ry Rz
+LANDMARK_X = tuple(f"x_{i}" for i in range(N_LANDMARKS))
+LANDMARK_Y = tuple(f"y_{i}" for i in range(N_LANDMARKS))
+
+FACE_BOX = ("face_x", "face_y", "face_width", "face_height")  # px, top-left + size
+FACE_SCORE = "face_score"
+POSE_DEG = ("pitch", "yaw", "roll")  # degrees
+POSE_ERROR = "pose_error"  # px, mean reprojection error of the 68 landmarks
+FRAME_SIZE = ("frame_width", "frame_height")
+
+MESH_X = tuple(f"mesh_x_{i}" for i in range(N_MESH))
+MESH_Y = tuple(f"mesh_y_{i}" for i in range(N_MESH))
+MESH_Z = tuple(f"mesh_z_{i}" for i in range(N_MESH))
+
+BLENDSHAPES = tuple(ARKIT_NAMES)
+
+# Groups, in table order. `mesh` is opt-in (1,404 columns).
+GROUPS: dict[str, tuple[str, ...]] = {
+    "meta": (INPUT, FRAME, FACE_ID, TIMESTAMP, CONFIDENCE, SUCCESS),
+    "pose": (*POSE_T, *POSE_R),
+    "landmarks": (*LANDMARK_X, *LANDMARK_Y),
+    "face": (*FACE_BOX, FACE_SCORE, *POSE_DEG, POSE_ERROR, *FRAME_SIZE),
+    "mesh": (*MESH_X, *MESH_Y, *MESH_Z),
+}
+
+DEFAULT_GROUPS = ("meta", "pose", "landmarks", "face")
+
+INT_COLUMNS = frozenset({FRAME, FACE_ID, SUCCESS, *FRAME_SIZE})
+
+
+def columns_for(groups: tuple[str, ...] = DEFAULT_GROUPS) -> list[str]:
+    """Returns the ordered column names of the given groups (see :data:`GROUPS`)."""
+    cols: list[str] = []
+    for g in groups:
+        cols.extend(GROUPS[g])
+    return cols

@@ -1,0 +1,59 @@
+"""Drawing results onto frames: boxes, face ids, 68 landmarks, the mesh and the head-pose axes."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from facexpr.core.types import FrameResult
+
+# Distinct colours per face id (RGB), cycled.
+_PALETTE = np.array(
+    [
+        (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
+        (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212),
+    ],
+    np.uint8,
+)  # fmt: skip
+
+
+def face_colour(face_id: int) -> tuple[int, int, int]:
+    """Returns the RGB colour used for a face id."""
+    c = _PALETTE[face_id % len(_PALETTE)]
+    return int(c[0]), int(c[1]), int(c[2])
+
+
+def draw_frame(image: np.ndarray, result: FrameResult, *, mesh: bool = False) -> np.ndarray:
+    """Returns a copy of ``image`` with every face of ``result`` drawn on it.
+
+    Args:
+        image: (H, W, 3) uint8 RGB, the frame the result was computed on.
+        result: faces to draw.
+        mesh: also draw the 468 mesh points (small, faint).
+
+    Returns:
+        (H, W, 3) uint8 RGB.
+    """
+    out = np.ascontiguousarray(image.copy())
+    scale = max(1.0, max(out.shape[:2]) / 640.0)
+    thick = max(1, round(1.5 * scale))
+    radius = max(1, round(1.2 * scale))
+    for face in result.faces:
+        col = face_colour(face.face_id)
+        x0, y0, x1, y1 = (round(float(v)) for v in face.box)
+        cv2.rectangle(out, (x0, y0), (x1, y1), col, thick, cv2.LINE_AA)
+        label = f"id {face.face_id}  {face.score:.2f}"
+        if face.pose is not None:
+            label += f"  y{face.pose.yaw:+.0f} p{face.pose.pitch:+.0f} r{face.pose.roll:+.0f}"
+        fs = 0.45 * scale
+        (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, fs, thick)
+        ty = max(th + 4, y0 - 4)
+        cv2.rectangle(out, (x0, ty - th - 4), (x0 + tw + 4, ty + 2), col, -1)
+        cv2.putText(out, label, (x0 + 2, ty - 1), cv2.FONT_HERSHEY_SIMPLEX, fs, (0, 0, 0), thick,
+                    cv2.LINE_AA)  # fmt: skip
+        if mesh and face.mesh is not None:
+            for x, y in face.mesh[:, :2]:
+                cv2.circle(out, (round(float(x)), round(float(y))), 0, (200, 200, 200), -1)
+        for x, y in face.landmarks:
+            cv2.circle(out, (round(float(x)), round(float(y))), radius, col, -1, cv2.LINE_AA)
+    return out
