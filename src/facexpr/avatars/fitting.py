@@ -1,0 +1,362 @@
+"""Fitting the ICT FaceKit morphable model to 2D landmarks: blendshapes, identity and pose.
+
+The model is restricted to the vertices that correspond to detected landmarks (the 68 iBUG points
+by ICT's own ``landmarks68`` vertex list, or any other documented correspondence). For each frame
+we solve for 53 expression weights in [0, 1], a rigid pose and, shared by every frame of one
+tracked face, identity coefficients, minimising
+
+    sum_i  c_i * huber(|| project(R (n_i + E_i w + I_i b) + t) - l_i || / d_io)
+    + lambda_id ||b||^2 + lambda_l1 sum(w) + lambda_t sum_t ||w_t - w_{t-1}||^2
+
+with a pinhole camera (focal length = image width unless given, principal point at the centre),
+``d_io`` the inter-ocular distance in px, ``c_i`` per-landmark confidences (the jaw contour,
+which slides along the silhouette on turned heads, is down-weighted). The optimiser is projected
+Adam in torch (weights = sigmoid of free parameters), batched over frames, initialised by
+``cv2.solvePnP`` of the neutral model. The residual (mean landmark error / inter-ocular distance)
+marks unreliable fits.
+
+Coordinates: ICT is in cm, +y up, the face looks toward +z; the camera frame is x right, y down,
+z forward, so a model point X maps to R @ diag(1, -1, -1) @ X + t.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from facexpr.core.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+_FLIP = np.diag([1.0, -1.0, -1.0]).astype(np.float32)
+# iBUG 68: jaw contour 0-16, eyes 36-41 (subject's right) and 42-47 (left).
+CONTOUR = tuple(range(17))
+RIGHT_EYE = tuple(range(36, 42))
+LEFT_EYE = tuple(range(42, 48))
+
+
+@dataclass(frozen=True)
+class LandmarkModel:
+    """The morphable model at the landmark vertices.
+
+    Attributes:
+        neutral: (N, 3) float32 cm.
+        expression: (C, N, 3) float32 cm per unit weight.
+        identity: (K, N, 3) float32 cm per unit coefficient (coefficients ~ N(0, 1)).
+        channel_names: C names.
+        landmark_weights: (N,) float32 confidence of each landmark's correspondence.
+    """
+
+    neutral: np.ndarray
+    expression: np.ndarray
+    identity: np.ndarray
+    channel_names: tuple[str, ...]
+    landmark_weights: np.ndarray
+
+    @classmethod
+    def from_arrays(
+        cls,
+        neutral: np.ndarray,
+        expression_deltas: np.ndarray,
+        identity_deltas: np.ndarray,
+        vertex_ids: np.ndarray,
+        channel_names: tuple[str, ...],
+        *,
+        contour_weight: float = 0.3,
+    ) -> LandmarkModel:
+        """Returns the model restricted to ``vertex_ids`` (68 iBUG vertices of a full mesh).
+
+        Args:
+            neutral: (V, 3) full-mesh neutral.
+            expression_deltas: (C, V, 3).
+            identity_deltas: (K, V, 3).
+            vertex_ids: (68,) vertex of each iBUG landmark.
+            channel_names: C names.
+            contour_weight: weight of the jaw contour points 0-16.
+        """
+        ids = np.asarray(vertex_ids, np.int64)
+        if len(channel_names) != expression_deltas.shape[0]:
+            raise ConfigError(
+                f"{len(channel_names)} channel names for {expression_deltas.shape[0]} shapes"
+            )
+        w = np.ones(len(ids), np.float32)
+        if len(ids) == 68:
+            w[list(CONTOUR)] = contour_weight
+        return cls(
+            neutral=np.asarray(neutral[ids], np.float32),
+            expression=np.asarray(expression_deltas[:, ids], np.float32),
+            identity=np.asarray(identity_deltas[:, ids], np.float32),
+            channel_names=tuple(channel_names),
+            landmark_weights=w,
+        )
+
+    @property
+    def n_channels(self) -> int:
+        return int(self.expression.shape[0])
+
+    @property
+    def n_identity(self) -> int:
+        return int(self.identity.shape[0])
+
+    def shape(self, weights: np.ndarray, identity: np.ndarray | None = None) -> np.ndarray:
+        """Returns the (..., N, 3) landmark positions in cm for (..., C) weights."""
+        out = self.neutral + np.einsum("...c,cnk->...nk", weights, self.expression)
+        if identity is not None:
+            out = out + np.einsum("...k,knd->...nd", identity, self.identity)
+        return out
+
+
+@dataclass
+class FitOptions:
+    """How hard to fit and how strongly to regularise.
+
+    Attributes:
+        iterations: Adam steps of the joint stage (a pose-only stage of a third as many runs
+            first).
+        lr: Adam learning rate (weights and identity; pose uses a tenth for rotation).
+        identity_prior: weight of ||b||^2 (identity coefficients ~ N(0, 1)).
+        expression_l1: weight of sum(w), favouring sparse activations.
+        temporal: weight of squared frame-to-frame weight differences (video).
+        huber: Huber transition in units of the inter-ocular distance.
+        max_residual: fits with mean error / inter-ocular distance above this are unreliable.
+        fit_identity: solve for identity (else neutral identity).
+    """
+
+    iterations: int = 200
+    lr: float = 0.05
+    identity_prior: float = 2e-4
+    expression_l1: float = 2e-4
+    temporal: float = 0.0
+    huber: float = 0.05
+    max_residual: float = 0.06
+    fit_identity: bool = True
+
+    def __post_init__(self) -> None:
+        if self.iterations < 1:
+            raise ConfigError(f"iterations must be >= 1, not {self.iterations}")
+        if self.lr <= 0:
+            raise ConfigError(f"lr must be > 0, not {self.lr}")
+        for name in ("identity_prior", "expression_l1", "temporal", "huber", "max_residual"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, not {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """Fitted parameters of T frames of one face.
+
+    Attributes:
+        weights: (T, C) float32 in [0, 1], expression channel weights.
+        identity: (K,) float32 identity coefficients shared by the frames.
+        rotation: (T, 3) float32 axis-angle (radians) of the head, camera frame.
+        translation: (T, 3) float32 cm, camera frame.
+        residual: (T,) float32 mean landmark error / inter-ocular distance.
+        reliable: (T,) bool, residual <= max_residual.
+        channel_names: C names.
+    """
+
+    weights: np.ndarray
+    identity: np.ndarray
+    rotation: np.ndarray
+    translation: np.ndarray
+    residual: np.ndarray
+    reliable: np.ndarray
+    channel_names: tuple[str, ...]
+
+
+def _rodrigues(r: torch.Tensor) -> torch.Tensor:
+    """(T, 3) axis-angle -> (T, 3, 3) rotation matrices."""
+    theta = torch.linalg.norm(r, dim=-1, keepdim=True).clamp_min(1e-8)
+    k = r / theta
+    kx, ky, kz = k.unbind(-1)
+    zero = torch.zeros_like(kx)
+    kmat = torch.stack([zero, -kz, ky, kz, zero, -kx, -ky, kx, zero], -1).view(-1, 3, 3)
+    eye = torch.eye(3, dtype=r.dtype, device=r.device).expand_as(kmat)
+    s = torch.sin(theta)[..., None]
+    c = torch.cos(theta)[..., None]
+    return eye + s * kmat + (1 - c) * (kmat @ kmat)
+
+
+def _init_pose(
+    model: LandmarkModel, landmarks: np.ndarray, camera: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    import cv2
+
+    pts3 = (model.neutral @ _FLIP.T).astype(np.float64)
+    use = model.landmark_weights >= 0.99
+    rots, trans = [], []
+    for lm in landmarks:
+        ok, rvec, tvec = cv2.solvePnP(
+            pts3[use], lm[use].astype(np.float64), camera, None, flags=cv2.SOLVEPNP_EPNP
+        )
+        if ok:
+            ok, rvec, tvec = cv2.solvePnP(
+                pts3[use], lm[use].astype(np.float64), camera, None, rvec, tvec, True,
+                flags=cv2.SOLVEPNP_ITERATIVE,
+            )  # fmt: skip
+        if not ok or tvec[2, 0] <= 0:
+            rvec = np.zeros((3, 1))
+            tvec = np.array([[0.0], [0.0], [60.0]])
+        rots.append(rvec[:, 0])
+        trans.append(tvec[:, 0])
+    return np.asarray(rots, np.float32), np.asarray(trans, np.float32)
+
+
+def interocular(landmarks: np.ndarray) -> np.ndarray:
+    """Returns the (T,) distance in px between the eye centres of (T, 68, 2) landmarks."""
+    r = landmarks[:, list(RIGHT_EYE)].mean(axis=1)
+    left = landmarks[:, list(LEFT_EYE)].mean(axis=1)
+    return np.linalg.norm(left - r, axis=-1)
+
+
+def fit_landmarks(
+    landmarks: np.ndarray,
+    image_size: tuple[int, int],
+    model: LandmarkModel,
+    options: FitOptions | None = None,
+    *,
+    focal: float | None = None,
+    identity: np.ndarray | None = None,
+    device: str = "cpu",
+) -> FitResult:
+    """Fits expression weights, pose and a shared identity to the landmarks of one face.
+
+    Args:
+        landmarks: (T, N, 2) px, N = the model's landmark count (frames of one tracked face, or
+            T = 1 for a photo).
+        image_size: (width, height) px of the frames.
+        model: the morphable model at the landmarks.
+        options: see :class:`FitOptions`.
+        focal: focal length in px (default: image width).
+        identity: (K,) fixed identity coefficients (skips identity fitting).
+        device: torch device.
+
+    Returns:
+        the fitted parameters and per-frame residuals.
+    """
+    o = options or FitOptions()
+    lm = np.asarray(landmarks, np.float32)
+    if lm.ndim == 2:
+        lm = lm[None]
+    if lm.ndim != 3 or lm.shape[1:] != (model.neutral.shape[0], 2):
+        raise ConfigError(
+            f"landmarks must be (T, {model.neutral.shape[0]}, 2), got {tuple(landmarks.shape)}"
+        )
+    if not np.isfinite(lm).all():
+        raise ConfigError("landmarks contain NaN or inf (drop frames without a face first)")
+    w_img, h_img = image_size
+    f = float(focal or w_img)
+    camera = np.array([[f, 0, w_img / 2], [0, f, h_img / 2], [0, 0, 1]], np.float64)
+    rot0, trans0 = _init_pose(model, lm, camera)
+    t_frames = lm.shape[0]
+    dev = torch.device(device)
+    tt = lambda a: torch.as_tensor(np.asarray(a, np.float32), device=dev)  # noqa: E731
+
+    neutral = tt(model.neutral @ _FLIP.T)  # camera-oriented model
+    expr = tt(model.expression @ _FLIP.T).reshape(model.n_channels, -1)
+    ident_basis = tt(model.identity @ _FLIP.T).reshape(model.n_identity, -1)
+    conf = tt(model.landmark_weights)
+    target = tt(lm)
+    scale = tt(interocular(lm)).clamp_min(1.0)
+    fc = torch.tensor([f, f], device=dev)
+    cc = torch.tensor([w_img / 2, h_img / 2], device=dev)
+
+    # w = sigmoid(theta): bounded in (0, 1) with gradients that never vanish at a bound, unlike
+    # clamping, where channels pushed below 0 early stay stuck there.
+    theta = torch.full((t_frames, model.n_channels), -4.0, device=dev, requires_grad=True)
+    rot = tt(rot0).requires_grad_(True)
+    trans = tt(trans0).requires_grad_(True)
+    fixed_identity = identity is not None or not o.fit_identity
+    ident = tt(
+        identity if identity is not None else np.zeros(model.n_identity, np.float32)
+    ).requires_grad_(not fixed_identity)
+
+    def residuals() -> torch.Tensor:
+        weights = torch.sigmoid(theta)
+        shape = neutral.reshape(1, -1) + weights @ expr + (ident @ ident_basis)[None]
+        pts = shape.view(t_frames, -1, 3) @ _rodrigues(rot).transpose(1, 2) + trans[:, None]
+        z = pts[..., 2:3].clamp_min(1e-3)
+        proj = pts[..., :2] / z * fc + cc
+        return torch.linalg.norm(proj - target, dim=-1) / scale[:, None]  # (T, N)
+
+    def loss_fn(stage_pose_only: bool) -> torch.Tensor:
+        r = residuals()
+        weights = torch.sigmoid(theta)
+        h = o.huber
+        rob = torch.where(r < h, 0.5 * r**2, h * (r - 0.5 * h))
+        loss = (rob * conf).sum(-1).mean() / conf.sum()
+        if not stage_pose_only:
+            loss = loss + o.expression_l1 * weights.sum(-1).mean()
+            if not fixed_identity:
+                loss = loss + o.identity_prior * (ident**2).sum() / max(1, t_frames) ** 0.5
+            if o.temporal > 0 and t_frames > 1:
+                loss = loss + o.temporal * ((weights[1:] - weights[:-1]) ** 2).sum(-1).mean()
+        return loss
+
+    # Stage 1: rigid pose only (neutral face); stage 2: everything.
+    pose_opt = torch.optim.Adam([{"params": [rot], "lr": o.lr * 0.1}, {"params": [trans]}],
+                                lr=o.lr * 10)  # fmt: skip
+    for _ in range(max(1, o.iterations // 3)):
+        pose_opt.zero_grad()
+        loss_fn(True).backward()
+        pose_opt.step()
+    groups = [
+        {"params": [theta], "lr": o.lr * 4},
+        {"params": [rot], "lr": o.lr * 0.1},
+        {"params": [trans], "lr": o.lr * 10},
+    ]
+    if not fixed_identity:
+        groups.append({"params": [ident], "lr": o.lr * 2})
+    opt = torch.optim.Adam(groups)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, o.iterations)
+    for _ in range(o.iterations):
+        opt.zero_grad()
+        loss_fn(False).backward()
+        opt.step()
+        sched.step()
+    with torch.no_grad():
+        res = (residuals() * conf).sum(-1) / conf.sum()
+    res_np = res.cpu().numpy().astype(np.float32)
+    if not math.isfinite(float(res_np.mean())):
+        log.warning("fit diverged (non-finite residual)")
+    return FitResult(
+        weights=torch.sigmoid(theta).detach().cpu().numpy(),
+        identity=ident.detach().cpu().numpy(),
+        rotation=rot.detach().cpu().numpy(),
+        translation=trans.detach().cpu().numpy(),
+        residual=res_np,
+        reliable=res_np <= o.max_residual,
+        channel_names=model.channel_names,
+    )
+
+
+def project_model(
+    model: LandmarkModel,
+    weights: np.ndarray,
+    identity: np.ndarray | None,
+    rotation: np.ndarray,
+    translation: np.ndarray,
+    image_size: tuple[int, int],
+    focal: float | None = None,
+) -> np.ndarray:
+    """Returns the (T, N, 2) px projections of the model's landmarks (the fit's forward model).
+
+    Args:
+        weights: (T, C); identity: (K,) or None; rotation: (T, 3) axis-angle; translation: (T, 3)
+            cm; image_size: (width, height); focal: px (default: width).
+    """
+    import cv2
+
+    w_img, h_img = image_size
+    f = float(focal or w_img)
+    pts = model.shape(np.atleast_2d(weights), identity) @ _FLIP.T
+    out = []
+    for p, r, t in zip(pts, np.atleast_2d(rotation), np.atleast_2d(translation), strict=True):
+        rm, _ = cv2.Rodrigues(r.astype(np.float64))
+        cam = p @ rm.T.astype(np.float32) + t
+        out.append(cam[:, :2] / cam[:, 2:3] * f + np.array([w_img / 2, h_img / 2]))
+    return np.asarray(out, np.float32)
