@@ -25,6 +25,7 @@ from facexpr.io import MediaSource, expand_inputs, iter_frames, probe_video
 log = logging.getLogger(__name__)
 
 Device = Literal["cpu", "cuda", "auto"]
+_FIT_CHUNK = 32  # video frames fitted together by the blendshape fitter
 
 
 @dataclass
@@ -48,6 +49,8 @@ class AnalyzerOptions:
         num_threads: CPU threads for the face models.
         device: torch device for learned heads ("auto": CUDA if available).
         mesh: add the 468-point mesh columns (mesh_x_*, mesh_y_*, mesh_z_*) to the table.
+        blendshapes: "fit" adds the 52 ARKit blendshapes and FACS AU intensities (AUxx_r, 0-5)
+            by fitting the ICT FaceKit morphable model to the landmarks; "none" skips them.
     """
 
     mode: RunningMode | None = None
@@ -64,6 +67,7 @@ class AnalyzerOptions:
     num_threads: int = 1
     device: Device = "auto"
     mesh: bool = False
+    blendshapes: Literal["none", "fit"] = "none"
     groups: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -89,8 +93,15 @@ class AnalyzerOptions:
             raise ConfigError(f"redetect_every must be >= 1, not {self.redetect_every}")
         if self.num_threads < 1:
             raise ConfigError(f"num_threads must be >= 1, not {self.num_threads}")
+        if self.blendshapes not in ("none", "fit"):
+            raise ConfigError(f"blendshapes must be 'none' or 'fit', not {self.blendshapes!r}")
         self.device = resolve_device(self.device)
-        self.groups = (*C.DEFAULT_GROUPS, "mesh") if self.mesh else C.DEFAULT_GROUPS
+        groups = list(C.DEFAULT_GROUPS)
+        if self.blendshapes == "fit":
+            groups += ["blendshapes", "aus"]
+        if self.mesh:
+            groups.append("mesh")
+        self.groups = tuple(groups)
 
 
 def resolve_device(device: str) -> str:
@@ -117,6 +128,11 @@ class Analyzer:
     def __init__(self, options: AnalyzerOptions | None = None) -> None:
         self.options = options or AnalyzerOptions()
         self._frontends: dict[RunningMode, FaceFrontEnd] = {}
+        self._fitter = None
+        if self.options.blendshapes == "fit":
+            from facexpr.analyze.blendshapes import BlendshapeFitter
+
+            self._fitter = BlendshapeFitter(device=self.options.device)
 
     def _frontend(self, mode: RunningMode) -> FaceFrontEnd:
         fe = self._frontends.get(mode)
@@ -179,8 +195,30 @@ class Analyzer:
         fe = self._frontend(mode)
         fe.reset()
         o = self.options
-        for frame in iter_frames(source, every=o.every, fps=o.fps, start=o.start, end=o.end):
-            yield frame, fe.process(frame)
+        frames = iter_frames(source, every=o.every, fps=o.fps, start=o.start, end=o.end)
+        if self._fitter is None:
+            for frame in frames:
+                yield frame, fe.process(frame)
+            return
+        # Blendshape fitting works on chunks of frames, so a tracked face's frames are fitted
+        # together (shared identity, temporal prior) while memory stays bounded.
+        self._fitter.reset()
+        tracked = mode is not RunningMode.IMAGE
+        chunk: list[tuple[Frame, FrameResult]] = []
+        for frame in frames:
+            chunk.append((frame, fe.process(frame)))
+            if len(chunk) >= (_FIT_CHUNK if tracked else 1):
+                yield from self._fit_chunk(chunk, tracked)
+                chunk = []
+        if chunk:
+            yield from self._fit_chunk(chunk, tracked)
+
+    def _fit_chunk(
+        self, chunk: list[tuple[Frame, FrameResult]], tracked: bool
+    ) -> Iterator[tuple[Frame, FrameResult]]:
+        fitted = self._fitter.process([r for _, r in chunk], tracked=tracked)
+        for (frame, _), result in zip(chunk, fitted, strict=True):
+            yield frame, result
 
     def analyze_image(self, image: np.ndarray | str | Path) -> FrameResult:
         """Returns the faces of one photo (an RGB uint8 array or a path)."""

@@ -65,6 +65,13 @@ def _fill_face(row: np.ndarray, pos: dict[str, int], face: FaceResult, groups) -
             i = pos[C.POSE_DEG[0]]
             row[i : i + 3] = (face.pose.pitch, face.pose.yaw, face.pose.roll)
             row[pos[C.POSE_ERROR]] = face.pose.reprojection_error
+    if "blendshapes" in groups and face.blendshapes is not None:
+        i = pos[C.BLENDSHAPES[0]]
+        row[i : i + len(C.BLENDSHAPES)] = face.blendshapes
+        row[pos[C.FIT_RESIDUAL]] = face.fit_residual
+    if "aus" in groups and face.aus is not None:
+        i = pos[C.GROUPS["aus"][0]]
+        row[i : i + len(face.aus)] = face.aus
     if "mesh" in groups and face.mesh is not None:
         for axis, names in enumerate((C.MESH_X, C.MESH_Y, C.MESH_Z)):
             i = pos[names[0]]
@@ -136,6 +143,16 @@ class ExpressionTable:
         """pitch, yaw, roll (degrees), and pose_T* (mm), pose_R* (radians) as OpenFace."""
         cols = [c for c in (*C.POSE_DEG, *C.POSE_T, *C.POSE_R) if c in self._df.columns]
         return self._df[cols]
+
+    @property
+    def blendshapes(self) -> pd.DataFrame:
+        """The 52 ARKit blendshape weights in [0, 1] (empty if not computed)."""
+        return self._df[[c for c in C.BLENDSHAPES if c in self._df.columns]]
+
+    @property
+    def aus(self) -> pd.DataFrame:
+        """AU intensity columns ``AUxx_r`` on the FACS 0-5 scale (empty if not computed)."""
+        return self._df[[c for c in self._df.columns if c.startswith("AU") and c.endswith("_r")]]
 
     @property
     def boxes(self) -> pd.DataFrame:

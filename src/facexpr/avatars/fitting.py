@@ -94,6 +94,26 @@ class LandmarkModel:
             landmark_weights=w,
         )
 
+    @classmethod
+    def from_rig(cls, rig, *, n_identity: int | None = None, contour_weight: float = 0.3):
+        """Returns the model of a :class:`facexpr.avatars.rig.Rig` with identity modes and 68
+        landmark vertices (the ICT FaceKit rig has both).
+
+        Raises:
+            ConfigError: the rig has no landmark vertices.
+        """
+        if getattr(rig, "landmark_vertices", None) is None:
+            raise ConfigError("this rig has no 68 landmark vertices, so it cannot be fitted")
+        basis = rig.identity_basis
+        if basis is None:
+            basis = np.zeros((0, *rig.neutral.shape), np.float32)
+        if n_identity is not None:
+            basis = basis[:n_identity]
+        return cls.from_arrays(
+            rig.neutral, np.asarray(rig.deltas, np.float32), np.asarray(basis, np.float32),
+            rig.landmark_vertices, tuple(rig.channel_names), contour_weight=contour_weight,
+        )  # fmt: skip
+
     @property
     def n_channels(self) -> int:
         return int(self.expression.shape[0])

@@ -78,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--max-faces", type=_positive_int, default=10, metavar="N")
     a.add_argument("--no-smoothing", action="store_true", help="no temporal landmark smoothing")
     a.add_argument("--mesh", action="store_true", help="add the 468-point mesh columns")
+    a.add_argument(
+        "--blendshapes",
+        choices=("none", "fit"),
+        default="none",
+        help="'fit': ARKit blendshapes and AU intensities by fitting the ICT face model",
+    )
     a.add_argument("--threads", type=_positive_int, default=1, metavar="N",
                    help="CPU threads for the face models")  # fmt: skip
     a.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
@@ -104,6 +110,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         num_threads=args.threads,
         device=args.device,
         mesh=args.mesh,
+        blendshapes=args.blendshapes,
     )
     progress = not args.no_progress and sys.stderr.isatty()
     with Analyzer(options) as analyzer:

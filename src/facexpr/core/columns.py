@@ -37,6 +37,12 @@ MESH_Y = tuple(f"mesh_y_{i}" for i in range(N_MESH))
 MESH_Z = tuple(f"mesh_z_{i}" for i in range(N_MESH))
 
 BLENDSHAPES = tuple(ARKIT_NAMES)
+FIT_RESIDUAL = "fit_residual"  # mean landmark error / inter-ocular distance of the model fit
+
+
+def au_intensity_column(au: str) -> str:
+    """Returns the column of an AU's 0-5 intensity, OpenFace style ('AU12' -> 'AU12_r')."""
+    return f"{au}_r"
 
 # Groups, in table order. `mesh` is opt-in (1,404 columns).
 GROUPS: dict[str, tuple[str, ...]] = {
@@ -45,11 +51,23 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "landmarks": (*LANDMARK_X, *LANDMARK_Y),
     "face": (*FACE_BOX, FACE_SCORE, *POSE_DEG, POSE_ERROR, *FRAME_SIZE),
     "mesh": (*MESH_X, *MESH_Y, *MESH_Z),
+    "blendshapes": (*BLENDSHAPES, FIT_RESIDUAL),
 }
 
 DEFAULT_GROUPS = ("meta", "pose", "landmarks", "face")
 
 INT_COLUMNS = frozenset({FRAME, FACE_ID, SUCCESS, *FRAME_SIZE})
+
+
+def register_group(name: str, columns: tuple[str, ...]) -> None:
+    """Adds a column group (a later stage's outputs); re-registering the same columns is a no-op.
+
+    Raises:
+        ValueError: the name is taken by other columns.
+    """
+    if name in GROUPS and GROUPS[name] != tuple(columns):
+        raise ValueError(f"column group {name!r} is already registered with other columns")
+    GROUPS[name] = tuple(columns)
 
 
 def columns_for(groups: tuple[str, ...] = DEFAULT_GROUPS) -> list[str]:

@@ -95,6 +95,12 @@ class FaceResult:
         pose: head pose, or None if it could not be computed.
         aligned: (S, S, 3) uint8 RGB similarity-aligned crop, or None if not requested.
         align_matrix: (2, 3) float32 affine mapping source px -> aligned crop px, or None.
+        blendshapes: (52,) float32 ARKit weights in [0, 1] (order of ``core.arkit.ARKIT_NAMES``),
+            or None when not computed.
+        aus: (n_aus,) float32 FACS AU intensities on the 0-5 scale (order of
+            ``avatars.facs.AU_NAMES``), or None.
+        fit_residual: mean landmark error / inter-ocular distance of the model fit that gave the
+            blendshapes (NaN if none).
     """
 
     box: np.ndarray
@@ -107,6 +113,9 @@ class FaceResult:
     pose: HeadPose | None = None
     aligned: np.ndarray | None = None
     align_matrix: np.ndarray | None = None
+    blendshapes: np.ndarray | None = None
+    aus: np.ndarray | None = None
+    fit_residual: float = float("nan")
 
 
 @dataclass(frozen=True, slots=True)

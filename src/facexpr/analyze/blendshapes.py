@@ -1,0 +1,99 @@
+"""Geometric ARKit blendshapes and AU intensities by fitting the ICT FaceKit model to landmarks.
+
+``facexpr analyze --blendshapes fit``: for every face, the 68 landmarks of the front-end are fitted
+with the ICT morphable model (53 expression weights in [0, 1], identity, rigid pose; see
+:mod:`facexpr.avatars.fitting`); the weights become the 52 ARKit blendshapes and, through the
+documented ARKit-to-FACS table (:mod:`facexpr.avatars.facs`), AU intensities on the 0-5 scale.
+In a video, a tracked face's identity is fitted on its first frames and then held fixed, so its
+expression is not re-explained as a change of identity.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections import defaultdict
+
+import numpy as np
+
+from facexpr.avatars.facs import AU_NAMES, arkit_to_au
+from facexpr.avatars.fitting import FitOptions, LandmarkModel, fit_landmarks
+from facexpr.core import columns as C
+from facexpr.core.arkit import ict_to_arkit_matrix
+from facexpr.core.types import FaceResult, FrameResult
+
+log = logging.getLogger(__name__)
+
+AU_COLUMNS = tuple(C.au_intensity_column(a) for a in AU_NAMES)
+C.register_group("aus", AU_COLUMNS)
+
+
+def default_landmark_model() -> LandmarkModel:
+    """Returns the ICT FaceKit model shipped with facexpr, at its 68 iBUG landmark vertices."""
+    from facexpr.avatars.ict import load_ict
+
+    return LandmarkModel.from_rig(load_ict())
+
+
+class BlendshapeFitter:
+    """Adds blendshapes, AU intensities and the fit residual to the faces of frame results.
+
+    Args:
+        options: fitting options.
+        model: the landmark model (default: the shipped ICT FaceKit).
+        device: torch device.
+    """
+
+    def __init__(
+        self,
+        options: FitOptions | None = None,
+        model: LandmarkModel | None = None,
+        device: str = "cpu",
+    ) -> None:
+        self.options = options or FitOptions()
+        self.model = model or default_landmark_model()
+        self.device = device
+        self._to_arkit = ict_to_arkit_matrix()
+        self._identity: dict[int, np.ndarray] = {}
+
+    def reset(self) -> None:
+        """Forgets the identities of tracked faces (call between videos)."""
+        self._identity.clear()
+
+    def process(self, results: list[FrameResult], *, tracked: bool) -> list[FrameResult]:
+        """Returns the results with every face's blendshapes filled in.
+
+        Args:
+            results: consecutive frames (a chunk of a video, or independent photos).
+            tracked: faces with the same face_id across ``results`` are one person (video).
+        """
+        groups: dict[object, list[tuple[int, int]]] = defaultdict(list)
+        for fi, r in enumerate(results):
+            for ki, face in enumerate(r.faces):
+                key = face.face_id if tracked else (fi, ki)
+                groups[key].append((fi, ki))
+        filled: dict[tuple[int, int], FaceResult] = {}
+        for key, members in groups.items():
+            lm = np.stack([results[fi].faces[ki].landmarks for fi, ki in members])
+            fi0 = members[0][0]
+            size = (results[fi0].width, results[fi0].height)
+            identity = self._identity.get(key) if tracked else None  # type: ignore[arg-type]
+            opts = self.options
+            if tracked and len(members) > 1:
+                opts = dataclasses.replace(opts, temporal=max(opts.temporal, 1e-3))
+            fit = fit_landmarks(lm, size, self.model, opts, identity=identity, device=self.device)
+            if tracked and identity is None:
+                self._identity[key] = fit.identity  # type: ignore[index]
+            arkit = fit.weights @ self._to_arkit.T
+            aus = arkit_to_au(arkit)
+            for j, (fi, ki) in enumerate(members):
+                filled[(fi, ki)] = dataclasses.replace(
+                    results[fi].faces[ki],
+                    blendshapes=arkit[j].astype(np.float32),
+                    aus=aus[j].astype(np.float32),
+                    fit_residual=float(fit.residual[j]),
+                )
+        return [
+            dataclasses.replace(r, faces=tuple(filled[(fi, ki)] for ki in range(len(r.faces))))
+            for fi, r in enumerate(results)
+        ]
