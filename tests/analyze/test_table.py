@@ -14,11 +14,13 @@ from facexpr.io.tables import read_table
 def _face(face_id: int, offset: float) -> FaceResult:
     lm = np.stack([np.linspace(10, 80, 68), np.linspace(20, 90, 68)], axis=1) + offset
     pose = HeadPose(
-        pitch=5.0, yaw=-10.0, roll=2.0,
+        pitch=5.0,
+        yaw=-10.0,
+        roll=2.0,
         rotation=np.radians([5.0, -10.0, 2.0]).astype(np.float32),
         translation=np.array([1.0, 2.0, 600.0], np.float32),
         reprojection_error=1.5,
-    )  # fmt: skip
+    )
     return FaceResult(
         box=np.array([10, 20, 80, 90], np.float32) + offset,
         score=0.9,

@@ -22,9 +22,13 @@ SIZE = (640, 480)
 def model(ict_dir) -> LandmarkModel:
     d = np.load(ict_dir / "ict_facekit.npz")
     return LandmarkModel.from_arrays(
-        d["neutral"], d["expression_deltas"][:53], d["identity_deltas"][:20], d["landmarks68"],
-        ICT_CHANNELS, contour_weight=1.0,
-    )  # fmt: skip
+        d["neutral"],
+        d["expression_deltas"][:53],
+        d["identity_deltas"][:20],
+        d["landmarks68"],
+        ICT_CHANNELS,
+        contour_weight=1.0,
+    )
 
 
 def _scene(model: LandmarkModel, n: int, seed: int):

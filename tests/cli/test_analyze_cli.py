@@ -67,8 +67,9 @@ def test_greyscale_and_rgba_inputs(media_dir, tmp_path, name):
 
 def test_video_ids_timestamps_and_annotation(media_dir, tmp_path):
     ann = tmp_path / "ann.mp4"
-    rc = run("analyze", str(media_dir / "single_face.mp4"), "-o", str(tmp_path),
-             "--annotate", str(ann))  # fmt: skip
+    rc = run(
+        "analyze", str(media_dir / "single_face.mp4"), "-o", str(tmp_path), "--annotate", str(ann)
+    )
     assert rc == 0
     df = read_table(tmp_path / "single_face.csv")
     assert df["frame"].tolist() == list(range(1, 73))
@@ -89,8 +90,9 @@ def test_every_and_time_window(media_dir, tmp_path):
     video = str(media_dir / "single_face.mp4")
     assert run("analyze", video, "-o", str(tmp_path / "a.csv"), "--every", "4") == 0
     assert len(read_table(tmp_path / "a.csv")) == 18
-    assert run("analyze", video, "-o", str(tmp_path / "b.csv"), "--start", "1.0",
-               "--end", "2.0") == 0  # fmt: skip
+    assert (
+        run("analyze", video, "-o", str(tmp_path / "b.csv"), "--start", "1.0", "--end", "2.0") == 0
+    )
     ts = read_table(tmp_path / "b.csv")["timestamp"]
     assert ts.min() >= 1.0 - 1e-6
     assert ts.max() <= 2.0 + 1e-6
@@ -116,8 +118,13 @@ def test_bad_files_in_a_folder_are_reported_and_the_rest_is_written(media_dir, t
 
 
 def test_missing_input_fails_alone(media_dir, tmp_path, capsys):
-    rc = run("analyze", str(tmp_path / "nope.jpg"), str(media_dir / "single_face.jpg"),
-             "-o", str(tmp_path))  # fmt: skip
+    rc = run(
+        "analyze",
+        str(tmp_path / "nope.jpg"),
+        str(media_dir / "single_face.jpg"),
+        "-o",
+        str(tmp_path),
+    )
     assert rc == 1
     assert "nope.jpg" in capsys.readouterr().err
     assert (tmp_path / "single_face.csv").is_file()
@@ -135,12 +142,23 @@ def test_resume_skips_finished_outputs(media_dir, tmp_path, capsys):
 
 
 def test_usage_errors_exit_2(media_dir, tmp_path, capsys):
-    rc = run("analyze", str(media_dir / "single_face.jpg"), "-o", str(tmp_path),
-             "--min-face-score", "1.5")  # fmt: skip
+    rc = run(
+        "analyze",
+        str(media_dir / "single_face.jpg"),
+        "-o",
+        str(tmp_path),
+        "--min-face-score",
+        "1.5",
+    )
     assert rc == 2
     assert "min_face_score must be in (0, 1)" in capsys.readouterr().err
-    rc = run("analyze", str(media_dir / "single_face.jpg"), str(media_dir / "multi_face.jpg"),
-             "-o", str(tmp_path / "one.csv"))  # fmt: skip
+    rc = run(
+        "analyze",
+        str(media_dir / "single_face.jpg"),
+        str(media_dir / "multi_face.jpg"),
+        "-o",
+        str(tmp_path / "one.csv"),
+    )
     assert rc == 2
 
 

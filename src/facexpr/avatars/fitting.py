@@ -110,9 +110,13 @@ class LandmarkModel:
         if n_identity is not None:
             basis = basis[:n_identity]
         return cls.from_arrays(
-            rig.neutral, np.asarray(rig.deltas, np.float32), np.asarray(basis, np.float32),
-            rig.landmark_vertices, tuple(rig.channel_names), contour_weight=contour_weight,
-        )  # fmt: skip
+            rig.neutral,
+            np.asarray(rig.deltas, np.float32),
+            np.asarray(basis, np.float32),
+            rig.landmark_vertices,
+            tuple(rig.channel_names),
+            contour_weight=contour_weight,
+        )
 
     @property
     def n_channels(self) -> int:
@@ -215,9 +219,15 @@ def _init_pose(
         )
         if ok:
             ok, rvec, tvec = cv2.solvePnP(
-                pts3[use], lm[use].astype(np.float64), camera, None, rvec, tvec, True,
+                pts3[use],
+                lm[use].astype(np.float64),
+                camera,
+                None,
+                rvec,
+                tvec,
+                True,
                 flags=cv2.SOLVEPNP_ITERATIVE,
-            )  # fmt: skip
+            )
         if not ok or tvec[2, 0] <= 0:
             rvec = np.zeros((3, 1))
             tvec = np.array([[0.0], [0.0], [60.0]])
@@ -318,8 +328,9 @@ def fit_landmarks(
         return loss
 
     # Stage 1: rigid pose only (neutral face); stage 2: everything.
-    pose_opt = torch.optim.Adam([{"params": [rot], "lr": o.lr * 0.1}, {"params": [trans]}],
-                                lr=o.lr * 10)  # fmt: skip
+    pose_opt = torch.optim.Adam(
+        [{"params": [rot], "lr": o.lr * 0.1}, {"params": [trans]}], lr=o.lr * 10
+    )
     for _ in range(max(1, o.iterations // 3)):
         pose_opt.zero_grad()
         loss_fn(True).backward()

@@ -20,8 +20,17 @@ def collect_info() -> dict[str, dict[str, str]]:
     import facexpr
 
     versions = {"facexpr": facexpr.__version__, "python": platform.python_version()}
-    for dist in ("numpy", "torch", "opencv-python-headless", "av", "pandas", "pyarrow",
-                 "ai-edge-litert", "moderngl", "pygltflib"):  # fmt: skip
+    for dist in (
+        "numpy",
+        "torch",
+        "opencv-python-headless",
+        "av",
+        "pandas",
+        "pyarrow",
+        "ai-edge-litert",
+        "moderngl",
+        "pygltflib",
+    ):
         versions[dist] = _version(dist)
 
     models: dict[str, str] = {}

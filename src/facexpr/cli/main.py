@@ -59,21 +59,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     a.add_argument("inputs", nargs="+", metavar="INPUT")
     a.add_argument("-o", "--out", required=True, metavar="OUT", help="output folder or file")
-    a.add_argument("--format", choices=("csv", "parquet", "jsonl"), default=None,
-                   help="table format (default: by OUT's suffix, else csv)")  # fmt: skip
+    a.add_argument(
+        "--format",
+        choices=("csv", "parquet", "jsonl"),
+        default=None,
+        help="table format (default: by OUT's suffix, else csv)",
+    )
     a.add_argument(
         "--annotate",
         metavar="OUT",
         help="write annotated media: a folder, or an image/video file for one input",
     )
-    a.add_argument("--every", type=_positive_int, default=1, metavar="N",
-                   help="keep every Nth video frame")  # fmt: skip
-    a.add_argument("--fps", type=_positive_float, default=None, metavar="F",
-                   help="keep at most F frames per second of video")  # fmt: skip
+    a.add_argument(
+        "--every", type=_positive_int, default=1, metavar="N", help="keep every Nth video frame"
+    )
+    a.add_argument(
+        "--fps",
+        type=_positive_float,
+        default=None,
+        metavar="F",
+        help="keep at most F frames per second of video",
+    )
     a.add_argument("--start", type=float, default=None, metavar="SEC", help="start time in video")
     a.add_argument("--end", type=float, default=None, metavar="SEC", help="end time in video")
-    a.add_argument("--detector", choices=("full", "short"), default="full",
-                   help="face detector: full range (default) or short range (faster)")  # fmt: skip
+    a.add_argument(
+        "--detector",
+        choices=("full", "short"),
+        default="full",
+        help="face detector: full range (default) or short range (faster)",
+    )
     a.add_argument("--min-face-score", type=float, default=0.5, metavar="S")
     a.add_argument("--max-faces", type=_positive_int, default=10, metavar="N")
     a.add_argument("--no-smoothing", action="store_true", help="no temporal landmark smoothing")
@@ -84,11 +98,17 @@ def build_parser() -> argparse.ArgumentParser:
         default="none",
         help="'fit': ARKit blendshapes and AU intensities by fitting the ICT face model",
     )
-    a.add_argument("--threads", type=_positive_int, default=1, metavar="N",
-                   help="CPU threads for the face models")  # fmt: skip
+    a.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="CPU threads for the face models",
+    )
     a.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
-    a.add_argument("--resume", action="store_true",
-                   help="skip inputs whose output table already exists")  # fmt: skip
+    a.add_argument(
+        "--resume", action="store_true", help="skip inputs whose output table already exists"
+    )
     a.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     sub.add_parser("info", help="print versions, models and devices")
@@ -137,8 +157,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if report.failures:
         print(f"facexpr: {len(report.failures)} input(s) failed:", file=sys.stderr)
         for f in report.failures:
-            print(f"  {f.problem}" if f.problem.startswith(f.input) else
-                  f"  {f.input}: {f.problem}", file=sys.stderr)  # fmt: skip
+            print(
+                f"  {f.problem}" if f.problem.startswith(f.input) else f"  {f.input}: {f.problem}",
+                file=sys.stderr,
+            )
         return 1
     return 0
 

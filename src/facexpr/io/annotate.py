@@ -10,11 +10,19 @@ from facexpr.core.types import FrameResult
 # Distinct colours per face id (RGB), cycled.
 _PALETTE = np.array(
     [
-        (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
-        (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212),
+        (230, 25, 75),
+        (60, 180, 75),
+        (255, 225, 25),
+        (0, 130, 200),
+        (245, 130, 48),
+        (145, 30, 180),
+        (70, 240, 240),
+        (240, 50, 230),
+        (210, 245, 60),
+        (250, 190, 212),
     ],
     np.uint8,
-)  # fmt: skip
+)
 
 
 def face_colour(face_id: int) -> tuple[int, int, int]:
@@ -49,8 +57,16 @@ def draw_frame(image: np.ndarray, result: FrameResult, *, mesh: bool = False) ->
         (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, fs, thick)
         ty = max(th + 4, y0 - 4)
         cv2.rectangle(out, (x0, ty - th - 4), (x0 + tw + 4, ty + 2), col, -1)
-        cv2.putText(out, label, (x0 + 2, ty - 1), cv2.FONT_HERSHEY_SIMPLEX, fs, (0, 0, 0), thick,
-                    cv2.LINE_AA)  # fmt: skip
+        cv2.putText(
+            out,
+            label,
+            (x0 + 2, ty - 1),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            fs,
+            (0, 0, 0),
+            thick,
+            cv2.LINE_AA,
+        )
         if mesh and face.mesh is not None:
             for x, y in face.mesh[:, :2]:
                 cv2.circle(out, (round(float(x)), round(float(y))), 0, (200, 200, 200), -1)
