@@ -112,6 +112,30 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     sub.add_parser("info", help="print versions, models and devices")
+
+    d = sub.add_parser("dataset", help="build and inspect training datasets (shard format)")
+    dsub = d.add_subparsers(dest="dataset_command", required=True)
+    b = dsub.add_parser(
+        "build",
+        help="run the front-end over media and keep aligned faces with pseudo-labels",
+    )
+    b.add_argument("inputs", nargs="+", metavar="INPUT")
+    b.add_argument("--out", "-o", required=True, metavar="DIR")
+    b.add_argument("--stride", type=_positive_int, default=5, help="keep every Nth video frame")
+    b.add_argument("--size", type=_positive_int, default=224, help="crop side in px")
+    b.add_argument("--min-face-px", type=float, default=64.0)
+    b.add_argument("--min-score", type=float, default=0.6)
+    b.add_argument("--max-yaw", type=float, default=45.0)
+    b.add_argument("--min-sharpness", type=float, default=20.0)
+    b.add_argument("--no-pseudo-labels", action="store_true", help="skip ICT model fitting")
+    b.add_argument("--overwrite", action="store_true", help="replace a dataset in DIR")
+    i = dsub.add_parser("info", help="counts and label coverage of a dataset")
+    i.add_argument("dir", metavar="DIR")
+    sh = dsub.add_parser("show", help="write a contact sheet PNG of a dataset")
+    sh.add_argument("dir", metavar="DIR")
+    sh.add_argument("--out", "-o", required=True, metavar="PNG")
+    sh.add_argument("-n", type=_positive_int, default=64, help="samples shown")
+    sh.add_argument("--caption", default=None, help="label field printed under each tile")
     return p
 
 
@@ -176,6 +200,54 @@ def cmd_info(_: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dataset(args: argparse.Namespace) -> int:
+    if args.dataset_command == "build":
+        from facexpr.analyze.corpus import CorpusOptions, build_dataset
+
+        options = CorpusOptions(
+            stride=args.stride,
+            size=args.size,
+            min_face_px=args.min_face_px,
+            min_score=args.min_score,
+            max_yaw=args.max_yaw,
+            min_sharpness=args.min_sharpness,
+            pseudo_labels=not args.no_pseudo_labels,
+        )
+        report = build_dataset(
+            args.inputs,
+            args.out,
+            options,
+            overwrite=args.overwrite,
+            progress=sys.stderr.isatty(),
+        )
+        rejected = ", ".join(f"{k}: {v}" for k, v in sorted(report.rejected.items())) or "none"
+        print(
+            f"{args.out}: {report.kept} faces kept from {report.inputs} inputs; rejected {rejected}"
+        )
+        for inp, problem in report.failures:
+            print(
+                f"  failed: {problem}"
+                if problem.startswith(inp)
+                else f"  failed: {inp}: {problem}",
+                file=sys.stderr,
+            )
+        return 1 if report.failures else 0
+    if args.dataset_command == "info":
+        import json
+
+        from facexpr.io.inspect import summarize
+
+        print(json.dumps(summarize(args.dir), indent=2))
+        return 0
+    from facexpr.io.images import write_image
+    from facexpr.io.inspect import contact_sheet
+
+    sheet = contact_sheet(args.dir, n=args.n, caption=args.caption)
+    write_image(args.out, sheet)
+    print(args.out)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -185,6 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_analyze(args)
         if args.command == "info":
             return cmd_info(args)
+        if args.command == "dataset":
+            return cmd_dataset(args)
     except FacexprError as e:
         print(f"facexpr: error: {e}", file=sys.stderr)
         return 2
