@@ -17,7 +17,7 @@ from collections import defaultdict
 import numpy as np
 
 from facexpr.avatars.facs import AU_NAMES, arkit_to_au
-from facexpr.avatars.fitting import FitOptions, LandmarkModel, fit_landmarks
+from facexpr.avatars.fitting import FitOptions, LandmarkModel, Points, fit_landmarks
 from facexpr.core import columns as C
 from facexpr.core.arkit import ict_to_arkit_matrix
 from facexpr.core.types import FaceResult, FrameResult
@@ -28,11 +28,11 @@ AU_COLUMNS = tuple(C.au_intensity_column(a) for a in AU_NAMES)
 C.register_group("aus", AU_COLUMNS)
 
 
-def default_landmark_model() -> LandmarkModel:
-    """Returns the ICT FaceKit model shipped with facexpr, at its 68 iBUG landmark vertices."""
+def default_landmark_model(points: Points = "mesh468") -> LandmarkModel:
+    """Returns the shipped ICT FaceKit model at the vertices matching the front-end's points."""
     from facexpr.avatars.ict import load_ict
 
-    return LandmarkModel.from_rig(load_ict())
+    return LandmarkModel.from_rig(load_ict(), points=points)
 
 
 class BlendshapeFitter:
@@ -40,18 +40,23 @@ class BlendshapeFitter:
 
     Args:
         options: fitting options.
-        model: the landmark model (default: the shipped ICT FaceKit).
+        points: fit the 468 mesh points ("mesh468", default: more constraints on eyes, lips and
+            cheeks) or the 68 iBUG landmarks ("ibug68").
+        model: the landmark model (default: the shipped ICT FaceKit at ``points``).
         device: torch device.
     """
 
     def __init__(
         self,
         options: FitOptions | None = None,
+        *,
+        points: Points = "mesh468",
         model: LandmarkModel | None = None,
         device: str = "cpu",
     ) -> None:
         self.options = options or FitOptions()
-        self.model = model or default_landmark_model()
+        self.points = points
+        self.model = model or default_landmark_model(points)
         self.device = device
         self._to_arkit = ict_to_arkit_matrix()
         self._identity: dict[int, np.ndarray] = {}
@@ -74,7 +79,7 @@ class BlendshapeFitter:
                 groups[key].append((fi, ki))
         filled: dict[tuple[int, int], FaceResult] = {}
         for key, members in groups.items():
-            lm = np.stack([results[fi].faces[ki].landmarks for fi, ki in members])
+            lm = np.stack([self._points(results[fi].faces[ki]) for fi, ki in members])
             fi0 = members[0][0]
             size = (results[fi0].width, results[fi0].height)
             identity = self._identity.get(key) if tracked else None  # type: ignore[arg-type]
@@ -97,3 +102,10 @@ class BlendshapeFitter:
             dataclasses.replace(r, faces=tuple(filled[(fi, ki)] for ki in range(len(r.faces))))
             for fi, r in enumerate(results)
         ]
+
+    def _points(self, face: FaceResult) -> np.ndarray:
+        if self.points == "mesh468":
+            if face.mesh is None:
+                raise ValueError("mesh468 fitting needs the front-end's mesh")
+            return face.mesh[:, :2]
+        return face.landmarks

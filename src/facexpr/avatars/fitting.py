@@ -21,9 +21,13 @@ z forward, so a model point X maps to R @ diag(1, -1, -1) @ X + t.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Literal
 
 import numpy as np
 import torch
@@ -37,6 +41,26 @@ _FLIP = np.diag([1.0, -1.0, -1.0]).astype(np.float32)
 CONTOUR = tuple(range(17))
 RIGHT_EYE = tuple(range(36, 42))
 LEFT_EYE = tuple(range(42, 48))
+# MediaPipe Face Mesh: eye corners (subject's right eye 33/133, left 362/263) and the face oval,
+# which like the iBUG jaw contour follows the silhouette rather than fixed skin points.
+MESH_RIGHT_EYE = (33, 133, 160, 158, 153, 144)
+MESH_LEFT_EYE = (362, 263, 385, 387, 380, 373)
+MESH_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400,
+             377, 152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67,
+             109)  # fmt: skip
+Points = Literal["ibug68", "mesh468"]
+
+
+@cache
+def correspondence() -> dict:
+    """Returns the measured front-end-point -> ICT vertex correspondence.
+
+    Built by ``scripts/build_landmark_correspondence.py`` (renders of ICT heads, front-end run on
+    them, nearest vertex over all renders); keys ``ibug68`` and ``mesh468`` (vertex ids) and their
+    RMS residuals in inter-ocular units.
+    """
+    text = resources.files("facexpr.avatars").joinpath("resources/ict_correspondence.json")
+    return json.loads(text.read_text("utf-8"))
 
 
 @dataclass(frozen=True)
@@ -56,6 +80,7 @@ class LandmarkModel:
     identity: np.ndarray
     channel_names: tuple[str, ...]
     landmark_weights: np.ndarray
+    eyes: tuple[tuple[int, ...], tuple[int, ...]] = (RIGHT_EYE, LEFT_EYE)
 
     @classmethod
     def from_arrays(
@@ -67,8 +92,9 @@ class LandmarkModel:
         channel_names: tuple[str, ...],
         *,
         contour_weight: float = 0.3,
+        points: Points = "ibug68",
     ) -> LandmarkModel:
-        """Returns the model restricted to ``vertex_ids`` (68 iBUG vertices of a full mesh).
+        """Returns the model restricted to ``vertex_ids`` (one vertex per landmark).
 
         Args:
             neutral: (V, 3) full-mesh neutral.
@@ -76,7 +102,8 @@ class LandmarkModel:
             identity_deltas: (K, V, 3).
             vertex_ids: (68,) vertex of each iBUG landmark.
             channel_names: C names.
-            contour_weight: weight of the jaw contour points 0-16.
+            contour_weight: weight of the silhouette points (iBUG jaw 0-16, the mesh's oval).
+            points: which landmark layout ``vertex_ids`` follows.
         """
         ids = np.asarray(vertex_ids, np.int64)
         if len(channel_names) != expression_deltas.shape[0]:
@@ -84,26 +111,42 @@ class LandmarkModel:
                 f"{len(channel_names)} channel names for {expression_deltas.shape[0]} shapes"
             )
         w = np.ones(len(ids), np.float32)
-        if len(ids) == 68:
+        eyes = (RIGHT_EYE, LEFT_EYE)
+        if points == "ibug68":
             w[list(CONTOUR)] = contour_weight
+        else:
+            w[list(MESH_OVAL)] = contour_weight
+            eyes = (MESH_RIGHT_EYE, MESH_LEFT_EYE)
         return cls(
             neutral=np.asarray(neutral[ids], np.float32),
             expression=np.asarray(expression_deltas[:, ids], np.float32),
             identity=np.asarray(identity_deltas[:, ids], np.float32),
             channel_names=tuple(channel_names),
             landmark_weights=w,
+            eyes=eyes,
         )
 
     @classmethod
-    def from_rig(cls, rig, *, n_identity: int | None = None, contour_weight: float = 0.3):
-        """Returns the model of a :class:`facexpr.avatars.rig.Rig` with identity modes and 68
-        landmark vertices (the ICT FaceKit rig has both).
+    def from_rig(
+        cls,
+        rig,
+        *,
+        points: Points = "ibug68",
+        n_identity: int | None = None,
+        contour_weight: float = 0.3,
+    ) -> LandmarkModel:
+        """Returns the model of an ICT FaceKit :class:`facexpr.avatars.rig.Rig` at the vertices
+        measured to correspond to the front-end's points (see :func:`correspondence`).
 
         Raises:
-            ConfigError: the rig has no landmark vertices.
+            ConfigError: the rig is not ICT FaceKit's topology.
         """
-        if getattr(rig, "landmark_vertices", None) is None:
-            raise ConfigError("this rig has no 68 landmark vertices, so it cannot be fitted")
+        ids = np.asarray(correspondence()[points])
+        if rig.neutral.shape[0] <= ids.max() or getattr(rig, "landmark_vertices", None) is None:
+            raise ConfigError(
+                f"rig '{getattr(rig, 'name', '?')}' is not the ICT FaceKit topology, so the "
+                "landmark correspondence does not apply"
+            )
         basis = rig.identity_basis
         if basis is None:
             basis = np.zeros((0, *rig.neutral.shape), np.float32)
@@ -113,9 +156,10 @@ class LandmarkModel:
             rig.neutral,
             np.asarray(rig.deltas, np.float32),
             np.asarray(basis, np.float32),
-            rig.landmark_vertices,
+            ids,
             tuple(rig.channel_names),
             contour_weight=contour_weight,
+            points=points,
         )
 
     @property
@@ -236,10 +280,12 @@ def _init_pose(
     return np.asarray(rots, np.float32), np.asarray(trans, np.float32)
 
 
-def interocular(landmarks: np.ndarray) -> np.ndarray:
-    """Returns the (T,) distance in px between the eye centres of (T, 68, 2) landmarks."""
-    r = landmarks[:, list(RIGHT_EYE)].mean(axis=1)
-    left = landmarks[:, list(LEFT_EYE)].mean(axis=1)
+def interocular(
+    landmarks: np.ndarray, eyes: tuple[tuple[int, ...], tuple[int, ...]] = (RIGHT_EYE, LEFT_EYE)
+) -> np.ndarray:
+    """Returns the (T,) distance in px between the eye centres of (T, N, 2) landmarks."""
+    r = landmarks[:, list(eyes[0])].mean(axis=1)
+    left = landmarks[:, list(eyes[1])].mean(axis=1)
     return np.linalg.norm(left - r, axis=-1)
 
 
@@ -291,7 +337,7 @@ def fit_landmarks(
     ident_basis = tt(model.identity @ _FLIP.T).reshape(model.n_identity, -1)
     conf = tt(model.landmark_weights)
     target = tt(lm)
-    scale = tt(interocular(lm)).clamp_min(1.0)
+    scale = tt(interocular(lm, model.eyes)).clamp_min(1.0)
     fc = torch.tensor([f, f], device=dev)
     cc = torch.tensor([w_img / 2, h_img / 2], device=dev)
 

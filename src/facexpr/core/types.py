@@ -55,8 +55,10 @@ class Frame:
 class HeadPose:
     """Rigid head pose of a face relative to the camera.
 
-    Angles follow the head's own axes as in OpenFace: pitch (nodding, + looks down), yaw (turning,
-    + turns to the subject's left, i.e. toward the camera's right), roll (tilt in the image plane).
+    Angles follow OpenFace 2.0's convention (R = Rx @ Ry @ Rz in the camera frame: x right, y down,
+    z forward): pitch > 0 when the head nods down, yaw > 0 when the nose turns toward the image's
+    left (the subject's right), roll > 0 when the head tilts clockwise in the image. Checked
+    against OpenFace's own ``pose_R*`` columns (tests/faces).
 
     Attributes:
         pitch: degrees.
