@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from facexpr import __version__
-from facexpr.core.errors import FacexprError
+from facexpr.core.errors import ConfigError, FacexprError
 
 log = logging.getLogger("facexpr")
 
@@ -112,6 +112,54 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     sub.add_parser("info", help="print versions, models and devices")
+
+    sy = sub.add_parser(
+        "synth",
+        help="render labelled synthetic faces into a dataset",
+        description="Render ICT FaceKit avatars with sampled identities, expressions (emotion "
+        "prototypes, blends, sparse actions, neutral), pose, light, skin tone and background, "
+        "and write aligned crops with exact labels (rig weights, ARKit weights, AU "
+        "intensities, 68 landmarks, head pose, identity, emotion) as dataset shards.",
+    )
+    sy.add_argument(
+        "--avatar",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="avatar to render (repeatable; default: ict)",
+    )
+    sy.add_argument("--n", type=_positive_int, default=1000, help="faces to render")
+    sy.add_argument("--size", type=_positive_int, default=224, help="crop side in px")
+    sy.add_argument("--out", "-o", required=True, metavar="DIR")
+    sy.add_argument("--seed", type=int, default=0)
+    sy.add_argument("--workers", type=_positive_int, default=1)
+    sy.add_argument(
+        "--identities",
+        type=_positive_int,
+        default=None,
+        help="number of distinct identities (default: about n / 20)",
+    )
+    sy.add_argument(
+        "--backgrounds", metavar="DIR", default=None, help="folder of photos to use as backgrounds"
+    )
+    sy.add_argument("--overwrite", action="store_true")
+
+    an = sub.add_parser(
+        "animate",
+        help="drive an avatar with the blendshapes of an analysed video",
+        description="Read a table written by 'facexpr analyze --blendshapes fit' and export the "
+        "face's animation: Live Link Face CSV, JSON, glTF with a morph-weight animation, and a "
+        "preview video (beside the source video when given).",
+    )
+    an.add_argument("table", metavar="TABLE")
+    an.add_argument("--avatar", default="ict", help="avatar for glTF and preview (default: ict)")
+    an.add_argument("--face-id", type=int, default=None, help="face to follow (default: main)")
+    an.add_argument("--livelink", metavar="CSV", help="Live Link Face CSV output")
+    an.add_argument("--json", metavar="JSON", help="JSON output (fps, names, frames)")
+    an.add_argument("--gltf", metavar="GLB", help="glTF/GLB output with the animation")
+    an.add_argument("--preview", metavar="MP4", help="preview video output")
+    an.add_argument("--source", metavar="VIDEO", help="source video shown beside the preview")
+    an.add_argument("--no-head-pose", action="store_true", help="keep the avatar's head still")
 
     d = sub.add_parser("dataset", help="build and inspect training datasets (shard format)")
     dsub = d.add_subparsers(dest="dataset_command", required=True)
@@ -248,6 +296,67 @@ def cmd_dataset(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_synth(args: argparse.Namespace) -> int:
+    from facexpr.synth import SynthOptions, generate
+
+    options = SynthOptions(
+        avatars=tuple(args.avatar or ["ict"]),
+        n=args.n,
+        size=args.size,
+        seed=args.seed,
+        workers=args.workers,
+        n_identities=args.identities,
+        background_dir=args.backgrounds,
+    )
+    manifest = generate(options, args.out, progress=sys.stderr.isatty(), overwrite=args.overwrite)
+    print(f"{args.out}: {manifest.n_samples} faces in {len(manifest.shards)} shards")
+    return 0
+
+
+def cmd_animate(args: argparse.Namespace) -> int:
+    from facexpr.analyze.table import ExpressionTable
+    from facexpr.animate.retarget import track_from_table
+    from facexpr.avatars import export
+    from facexpr.avatars.avatar import get_avatar
+
+    outputs = (args.livelink, args.json, args.gltf, args.preview)
+    if not any(outputs):
+        raise ConfigError("nothing to write: give --livelink, --json, --gltf or --preview")
+    track = track_from_table(ExpressionTable.from_file(args.table), face_id=args.face_id)
+    pose = None if args.no_head_pose else track.pose
+    written = []
+    if args.livelink:
+        written.append(
+            export.write_live_link_csv(args.livelink, track.weights, fps=track.fps, head_pose=pose)
+        )
+    if args.json:
+        written.append(export.write_json(args.json, track.weights, fps=track.fps))
+    avatar = get_avatar(args.avatar) if (args.gltf or args.preview) else None
+    if args.gltf:
+        weights = track.weights @ avatar.arkit_matrix().T
+        written.append(export.write_gltf_animation(args.gltf, avatar.rig, weights, fps=track.fps))
+    if args.preview:
+        written.append(
+            export.write_preview_video(
+                args.preview,
+                avatar,
+                track.weights,
+                fps=track.fps,
+                pose=pose,
+                source_video=args.source,
+                progress=sys.stderr.isatty(),
+            )
+        )
+    for p in written:
+        print(p)
+    print(
+        f"facexpr: {len(track.weights)} frames at {track.fps:.2f} fps, face present in "
+        f"{int(track.present.sum())}",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -259,6 +368,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_info(args)
         if args.command == "dataset":
             return cmd_dataset(args)
+        if args.command == "synth":
+            return cmd_synth(args)
+        if args.command == "animate":
+            return cmd_animate(args)
     except FacexprError as e:
         print(f"facexpr: error: {e}", file=sys.stderr)
         return 2

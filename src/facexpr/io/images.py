@@ -1,0 +1,168 @@
+"""Reading photos into (H, W, 3) uint8 RGB arrays and writing them back, atomically.
+
+Everything Pillow opens is normalised the same way: EXIF orientation applied, greyscale and 16-bit
+images scaled to 8 bits (not clipped), CMYK converted, transparency composited onto white, and the
+first frame taken of animated files. Bad inputs raise :class:`InputError` naming the file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from facexpr.core.errors import InputError
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+)
+"""Lower-case suffixes (with the dot) of the photo files we pick up from folders."""
+
+MIN_SIDE = 20
+"""Smallest accepted side in px: a face detector cannot use anything smaller."""
+
+MAX_SIDE = 8000
+"""Largest accepted side in px, checked from the header before any pixel is decoded."""
+
+# Transparent pixels are composited onto white: photos with an alpha channel are mostly cut-outs
+# on a light page, and white keeps them looking as viewers show them.
+BACKGROUND_RGB = (255, 255, 255)
+
+# Pillow's globals are left at their defaults (importing facexpr changes nothing for others):
+# ImageFile.LOAD_TRUNCATED_IMAGES is False, so truncated files raise and are reported; files over
+# Image.MAX_IMAGE_PIXELS are caught as decompression bombs, and the sides of smaller ones are
+# checked against MAX_SIDE from the header before any pixel is decoded.
+
+
+def is_image_path(path: str | Path) -> bool:
+    """Returns True if the file name has one of :data:`IMAGE_EXTENSIONS` (case-insensitive)."""
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise InputError(path, "file not found")
+    if path.is_dir():
+        raise InputError(path, "is a directory, not an image file")
+    if path.stat().st_size == 0:
+        raise InputError(path, "empty file (0 bytes)")
+
+
+def _to_rgb8(im: Image.Image) -> np.ndarray:
+    """Returns (H, W, 3) uint8 RGB of a loaded Pillow image of any mode."""
+    mode = im.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        a = np.asarray(im)
+        if mode == "F":
+            a = a.astype(np.float32)
+            lo, hi = float(np.nanmin(a)), float(np.nanmax(a))
+            # Float images in [0, 1] are scaled as such; others by their range.
+            if lo >= 0.0 and hi <= 1.0:
+                g = np.clip(a * 255.0 + 0.5, 0, 255)
+            else:
+                g = (a - lo) * (255.0 / max(hi - lo, 1e-12)) + 0.5
+        else:
+            a = a.astype(np.int64)
+            # 16-bit files store 0..65535; mode I from 16-bit PNGs does too. Values above 65535
+            # only occur in true 32-bit data, which we scale by its own maximum.
+            peak = 65535 if a.max(initial=0) <= 65535 else int(a.max())
+            g = np.clip(a, 0, None) * (255.0 / peak) + 0.5
+        g8 = np.clip(g, 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(g8[:, :, None], 3, axis=2))
+    if mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+        mode = im.mode
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        mode in ("L", "RGB") and "transparency" in im.info
+    ):
+        im = im.convert("RGBA")
+        bg = Image.new("RGBA", im.size, (*BACKGROUND_RGB, 255))
+        im = Image.alpha_composite(bg, im)
+    if im.mode != "RGB":
+        im = im.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV, RGBX ...
+    return np.asarray(im, dtype=np.uint8)
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Returns the photo at ``path`` as (H, W, 3) uint8 RGB, upright.
+
+    EXIF orientation is applied; greyscale becomes three equal channels; 16-bit data is scaled
+    (65535 -> 255); alpha is composited onto white; CMYK is converted; of an animated file the
+    first frame is taken.
+
+    Raises:
+        InputError: the file is missing, a folder, empty, not an image, truncated or corrupt,
+            smaller than 20 px or larger than 8000 px on a side.
+    """
+    p = Path(path)
+    _check_file(p)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # sides checked below
+            im = Image.open(p)
+    except UnidentifiedImageError as e:
+        raise InputError(p, f"not a readable image: {e}") from e
+    except Image.DecompressionBombError as e:
+        raise InputError(
+            p, f"image too large: at most {MAX_SIDE} px per side is supported ({e})"
+        ) from e
+    except OSError as e:
+        raise InputError(p, f"not a readable image: {e}") from e
+    with im:
+        w, h = im.size  # from the header: nothing decoded yet
+        if max(w, h) > MAX_SIDE:
+            raise InputError(p, f"image is {w}x{h} px; at most {MAX_SIDE} px per side is supported")
+        if min(w, h) < MIN_SIDE:
+            raise InputError(p, f"image is {w}x{h} px; at least {MIN_SIDE} px per side is needed")
+        try:
+            if getattr(im, "n_frames", 1) > 1:
+                im.seek(0)
+            im.load()
+            im = ImageOps.exif_transpose(im)
+            rgb = _to_rgb8(im)
+        except (OSError, SyntaxError, ValueError, EOFError) as e:
+            raise InputError(p, f"truncated or corrupt image: {e}") from e
+    return rgb
+
+
+def write_image(path: str | Path, rgb: np.ndarray, *, quality: int = 95) -> None:
+    """Writes (H, W, 3) uint8 RGB (or (H, W) uint8 grey) to ``path``, format by extension.
+
+    The file appears whole or not at all: the data goes to a temp file in the same folder, which
+    is then renamed over ``path``.
+
+    Args:
+        path: destination; its suffix (.png, .jpg, ...) picks the format.
+        rgb: (H, W, 3) or (H, W) uint8.
+        quality: JPEG/WebP quality, 1-95.
+
+    Raises:
+        InputError: unknown extension or the array is not uint8 (H, W[, 3]).
+    """
+    p = Path(path)
+    ext = p.suffix.lower()
+    if ext not in IMAGE_EXTENSIONS:
+        raise InputError(
+            p, f"unknown image extension {ext!r}; use one of {sorted(IMAGE_EXTENSIONS)}"
+        )
+    a = np.asarray(rgb)
+    if a.dtype != np.uint8 or not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] == 3)):
+        raise InputError(p, f"expected (H, W, 3) uint8 RGB, got {a.shape} {a.dtype}")
+    fmt = Image.registered_extensions()[ext]
+    kwargs = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            Image.fromarray(np.ascontiguousarray(a)).save(f, format=fmt, **kwargs)
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,134 @@
+"""Tests of facexpr.io.sources: expanding inputs and iterating any source's frames."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facexpr.core.errors import ConfigError, InputError
+from facexpr.io.images import write_image
+from facexpr.io.sources import MediaSource, expand_inputs, iter_frames, natural_key
+
+
+def _img(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_image(path, np.full((24, 24, 3), 128, np.uint8))
+    return path
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    for name in ["img10.png", "img2.png", "IMG1.JPG", "notes.txt", ".hidden.png", "b/c.jpg"]:
+        if name.endswith(".txt"):
+            (tmp_path / name).write_text("x")
+        else:
+            _img(tmp_path / name)
+    _img(tmp_path / ".cache" / "d.png")
+    (tmp_path / "b" / "clip.mp4").write_bytes(b"\x00" * 10)  # kind by name; not opened
+    return tmp_path
+
+
+def test_natural_key_order() -> None:
+    names = ["img10.png", "img2.png", "Img1.png", "a/img3.png"]
+    assert sorted(names, key=natural_key) == ["a/img3.png", "Img1.png", "img2.png", "img10.png"]
+
+
+def test_folder_recursive_natural_order_hidden_skipped(tree: Path) -> None:
+    got = expand_inputs([tree])
+    rel = [Path(s.path).relative_to(tree).as_posix() for s in got]
+    assert rel == ["b/c.jpg", "b/clip.mp4", "IMG1.JPG", "img2.png", "img10.png"]
+    assert [s.kind for s in got] == ["image", "video", "image", "image", "image"]
+
+
+def test_folder_not_recursive(tree: Path) -> None:
+    rel = [Path(s.path).name for s in expand_inputs([tree], recursive=False)]
+    assert rel == ["IMG1.JPG", "img2.png", "img10.png"]
+
+
+def test_glob_patterns(tree: Path) -> None:
+    got = expand_inputs([str(tree / "img*.png")])
+    assert [Path(s.path).name for s in got] == ["img2.png", "img10.png"]
+    deep = expand_inputs([str(tree / "**" / "*.jpg")])
+    assert [Path(s.path).name for s in deep] == ["c.jpg"]
+    q = expand_inputs([str(tree / "img?.png")])
+    assert [Path(s.path).name for s in q] == ["img2.png"]
+
+
+def test_glob_matching_nothing(tree: Path) -> None:
+    with pytest.raises(InputError, match=r"the pattern matches no image or video file"):
+        expand_inputs([str(tree / "*.webm")])
+
+
+def test_duplicates_keep_first(tree: Path) -> None:
+    a = str(tree / "img2.png")
+    got = expand_inputs([a, tree, str(tree / "." / "img2.png"), "webcam:0", "0"])
+    paths = [s.path for s in got]
+    assert paths[0] == a
+    assert paths.count(a) == 1
+    assert len(got) == 6  # 5 media files + one webcam
+    assert got[-1] == MediaSource("webcam:0", "webcam")
+
+
+def test_webcam_specs() -> None:
+    got = expand_inputs(["webcam:1", "3"])
+    assert got == [MediaSource("webcam:1", "webcam"), MediaSource("webcam:3", "webcam")]
+    assert got[1].webcam_index == 3
+
+
+def test_webcam_index_of_file_source() -> None:
+    with pytest.raises(InputError, match="is not a webcam source"):
+        _ = MediaSource("a.jpg", "image").webcam_index
+
+
+def test_missing_path(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"nope\.jpg: file not found"):
+        expand_inputs([tmp_path / "nope.jpg"])
+
+
+def test_unknown_extension_is_sniffed(media_dir: Path, tmp_path: Path) -> None:
+    shutil.copy(media_dir / "single_face.jpg", tmp_path / "photo.dat")
+    shutil.copy(media_dir / "single_face.mp4", tmp_path / "clip.bin")
+    got = expand_inputs([tmp_path / "photo.dat", tmp_path / "clip.bin"])
+    assert [s.kind for s in got] == ["image", "video"]
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(InputError, match="neither an image Pillow reads nor a video FFmpeg"):
+        expand_inputs([tmp_path / "notes.txt"])
+    (tmp_path / "empty.dat").write_bytes(b"")
+    with pytest.raises(InputError, match=r"empty file \(0 bytes\)"):
+        expand_inputs([tmp_path / "empty.dat"])
+
+
+def test_real_media_folder(media_dir: Path) -> None:
+    got = expand_inputs([media_dir])
+    kinds = {Path(s.path).name: s.kind for s in got}
+    assert kinds["single_face.mp4"] == "video"
+    assert kinds["face_noface.mov"] == "video"
+    assert kinds["Image_with_alpha.png"] == "image"
+    assert "OpenFace_Test.csv" not in kinds
+    assert len(got) == 14
+
+
+def test_iter_frames_image(media_dir: Path) -> None:
+    src = MediaSource(str(media_dir / "single_face.jpg"), "image")
+    frames = list(iter_frames(src))
+    assert len(frames) == 1
+    assert (frames[0].index, frames[0].timestamp) == (0, 0.0)
+    assert frames[0].image.shape == (562, 572, 3)
+    assert frames[0].source == src.path
+
+
+def test_iter_frames_video(media_dir: Path) -> None:
+    src = MediaSource(str(media_dir / "single_face.mp4"), "video")
+    frames = list(iter_frames(src, every=10, start=1.0))
+    assert [f.index for f in frames] == [30, 40, 50, 60, 70]
+
+
+def test_iter_frames_webcam(fake_cv2: type) -> None:
+    frames = list(iter_frames(MediaSource("webcam:0", "webcam"), every=2))
+    assert [f.index for f in frames] == [0, 2, 4]
+    assert frames[1].source == "webcam:0"
+    with pytest.raises(ConfigError, match="fps must be > 0"):
+        list(iter_frames(MediaSource("webcam:0", "webcam"), fps=0))

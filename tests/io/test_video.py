@@ -1,0 +1,363 @@
+"""Tests of facexpr.io.video on the real clips and on small files made here."""
+
+from __future__ import annotations
+
+import logging
+import tracemalloc
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from facexpr.core.errors import ConfigError, InputError
+from facexpr.io.video import (
+    VideoInfo,
+    VideoReader,
+    VideoWriter,
+    is_video_path,
+    probe_video,
+    read_audio,
+)
+
+WOLF = "WolfgangLanger_Pexels.mp4"
+SINGLE = "single_face.mp4"
+
+
+def test_probe_real_clip(media_dir: Path) -> None:
+    info = probe_video(media_dir / WOLF)
+    assert isinstance(info, VideoInfo)
+    assert (info.width, info.height) == (640, 360)
+    assert info.fps == pytest.approx(24000 / 1001)
+    assert info.n_frames == 472
+    assert info.duration == pytest.approx(19.7, abs=0.05)
+    assert info.codec == "h264"
+    assert info.has_audio
+    assert info.audio_sample_rate == 48000
+    assert info.rotation == 0
+
+
+@pytest.mark.parametrize(("name", "n"), [(SINGLE, 72), (WOLF, 472)])
+def test_frame_count(media_dir: Path, name: str, n: int) -> None:
+    reader = VideoReader(media_dir / name)
+    count = 0
+    for frame in reader:
+        assert frame.image.shape == (360, 640, 3)
+        assert frame.image.dtype == np.uint8
+        assert frame.index == count
+        count += 1
+    assert count == n
+    assert reader.frames_decoded == n
+    assert not reader.truncated
+    assert len(reader) == n
+
+
+def test_timestamps_cfr(media_dir: Path) -> None:
+    fps = 30.0
+    frames = list(VideoReader(media_dir / SINGLE))
+    t = np.array([f.timestamp for f in frames])
+    idx = np.array([f.index for f in frames])
+    assert (np.diff(t) > 0).all()
+    assert np.abs(t - idx / fps).max() < 0.5 / fps
+    assert frames[0].source == str(media_dir / SINGLE)
+
+
+def test_every(media_dir: Path) -> None:
+    reader = VideoReader(media_dir / SINGLE, every=5)
+    frames = list(reader)
+    assert len(frames) == 15  # ceil(72 / 5)
+    assert [f.index for f in frames[:3]] == [0, 5, 10]
+    assert reader.frames_decoded == 72
+    assert len(reader) == 15
+
+
+def test_fps_spacing(media_dir: Path) -> None:
+    frames = list(VideoReader(media_dir / WOLF, fps=5))
+    t = np.array([f.timestamp for f in frames])
+    assert (np.diff(t) >= 0.2 - 1e-6).all()
+    assert np.diff(t).max() < 0.2 + 1.5 / 23.976  # never skips more than needed
+    assert len(frames) == pytest.approx(19.7 * 5, abs=6)
+
+
+def test_start_end_window(media_dir: Path) -> None:
+    frame_dt = 1001 / 24000
+    frames = list(VideoReader(media_dir / WOLF, start=5.0, end=7.0))
+    t = np.array([f.timestamp for f in frames])
+    assert t[0] >= 5.0
+    assert t[0] - 5.0 < frame_dt
+    assert t[-1] <= 7.0
+    assert 7.0 - t[-1] < frame_dt
+    assert len(frames) == pytest.approx(2.0 / frame_dt, abs=1)
+    # CFR: the index of a frame after a seek matches its place in a full decode
+    assert frames[0].index == round(t[0] / frame_dt)
+
+
+def test_start_matches_full_decode(media_dir: Path) -> None:
+    full = {f.index: f.image for f in VideoReader(media_dir / SINGLE)}
+    part = list(VideoReader(media_dir / SINGLE, start=1.0))
+    assert part[0].index == 30
+    assert len(part) == 42
+    assert np.array_equal(part[0].image, full[30])
+
+
+def test_reader_can_iterate_twice_and_close(media_dir: Path) -> None:
+    with VideoReader(media_dir / SINGLE, every=24) as reader:
+        a = [f.index for f in reader]
+        b = [f.index for f in reader]
+    assert a == b == [0, 24, 48]
+
+
+def test_truncated_moov_at_end_is_input_error(media_dir: Path, tmp_path: Path) -> None:
+    data = (media_dir / SINGLE).read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(data[: int(len(data) * 0.3)])
+    with pytest.raises(InputError, match="not a video FFmpeg can read"):
+        VideoReader(tmp_path / "cut.mp4")
+
+
+def test_truncated_moov_at_start_gives_fewer_frames_and_warns(
+    media_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = (media_dir / WOLF).read_bytes()  # this one has its index at the start
+    (tmp_path / "cut.mp4").write_bytes(data[: int(len(data) * 0.3)])
+    reader = VideoReader(tmp_path / "cut.mp4")
+    with caplog.at_level(logging.WARNING, logger="facexpr.io.video"):
+        n = sum(1 for _ in reader)
+    assert 0 < n < 472 * 0.5
+    assert reader.truncated
+    assert reader.frames_decoded == n
+    assert f"decoded {n} of the 472 frames" in caplog.text
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="file not found"):
+        VideoReader(tmp_path / "nope.mp4")
+
+
+def test_zero_byte_mp4(tmp_path: Path) -> None:
+    (tmp_path / "z.mp4").write_bytes(b"")
+    with pytest.raises(InputError, match=r"empty file \(0 bytes\)"):
+        probe_video(tmp_path / "z.mp4")
+
+
+def test_directory(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="is a directory"):
+        probe_video(tmp_path)
+
+
+def test_text_file_named_mp4(tmp_path: Path) -> None:
+    (tmp_path / "t.mp4").write_text("hello, not a video\n" * 10)
+    with pytest.raises(InputError, match="not a video FFmpeg can read"):
+        VideoReader(tmp_path / "t.mp4")
+
+
+def test_audio_only_has_no_video_stream(audio_only: Path) -> None:
+    with pytest.raises(InputError, match=r"has no video stream \(audio only\?\)"):
+        VideoReader(audio_only)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"every": 0}, "every must be an integer >= 1"),
+        ({"every": 1.5}, "every must be an integer >= 1"),
+        ({"fps": 0}, "fps must be > 0"),
+        ({"start": -1.0}, "start must be >= 0"),
+        ({"start": 3.0, "end": 2.0}, r"end \(2.0 s\) must be after start \(3.0 s\)"),
+        ({"end": 0.0}, "end must be > 0"),
+    ],
+)
+def test_invalid_options(media_dir: Path, kwargs: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        VideoReader(media_dir / SINGLE, **kwargs)
+
+
+def test_read_audio_real_clip(media_dir: Path) -> None:
+    samples, rate = read_audio(media_dir / WOLF)
+    assert rate == 48000
+    assert samples.dtype == np.float32
+    assert samples.shape[0] == 1
+    assert samples.shape[1] / rate == pytest.approx(19.7, abs=0.05)
+    stereo, _ = read_audio(media_dir / WOLF, mono=False)
+    assert stereo.shape[0] == 2
+
+
+def test_read_audio_resamples(media_dir: Path) -> None:
+    samples, rate = read_audio(media_dir / SINGLE, sample_rate=16000)
+    assert rate == 16000
+    assert samples.shape[1] / rate == pytest.approx(2.4, abs=0.05)
+    assert 0 < np.abs(samples).max() <= 1.0  # this clip's track is not silent
+
+
+def test_read_audio_sine(audio_only: Path) -> None:
+    samples, rate = read_audio(audio_only)
+    assert rate == 16000
+    assert samples.shape == (1, 4800)
+    assert np.abs(samples).max() == pytest.approx(0.5, abs=0.01)
+    spectrum = np.abs(np.fft.rfft(samples[0]))
+    assert np.fft.rfftfreq(4800, 1 / 16000)[spectrum.argmax()] == pytest.approx(440, abs=5)
+
+
+def test_read_audio_errors(tmp_path: Path) -> None:
+    with VideoWriter(tmp_path / "silent.mp4", 10) as w:
+        w.write(np.zeros((32, 32, 3), np.uint8))
+    with pytest.raises(InputError, match="has no audio stream"):
+        read_audio(tmp_path / "silent.mp4")
+    with pytest.raises(ConfigError, match="sample_rate must be > 0 Hz"):
+        read_audio(tmp_path / "silent.mp4", sample_rate=0)
+
+
+def test_writer_round_trip_odd_size(tmp_path: Path) -> None:
+    path = tmp_path / "out.mp4"
+    rng = np.random.default_rng(0)
+    levels = rng.integers(20, 235, 10)
+    with VideoWriter(path, 12.5) as w:
+        for v in levels:
+            w.write(np.full((51, 77, 3), v, np.uint8))
+    assert [p.name for p in tmp_path.iterdir()] == ["out.mp4"]
+    info = probe_video(path)
+    assert (info.width, info.height) == (78, 52)
+    assert info.fps == pytest.approx(12.5)
+    frames = list(VideoReader(path))
+    assert len(frames) == 10
+    assert frames[0].image.shape == (52, 78, 3)
+    means = np.array([f.image.mean() for f in frames])
+    assert np.abs(means - levels).max() < 3
+    t = np.array([f.timestamp for f in frames])
+    assert np.allclose(t, np.arange(10) / 12.5, atol=1e-3)
+
+
+def test_writer_mpeg4_codec(tmp_path: Path) -> None:
+    with VideoWriter(tmp_path / "m.avi", 10, codec="mpeg4") as w:
+        for _ in range(3):
+            w.write(np.full((32, 48, 3), 100, np.uint8))
+    info = probe_video(tmp_path / "m.avi")
+    assert info.codec == "mpeg4"
+    assert len(list(VideoReader(tmp_path / "m.avi"))) == 3
+
+
+def test_writer_removes_temp_on_exception(tmp_path: Path) -> None:
+    path = tmp_path / "x.mp4"
+
+    def write_then_fail() -> None:
+        with VideoWriter(path, 10) as w:
+            w.write(np.zeros((32, 32, 3), np.uint8))
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        write_then_fail()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_writer_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="fps must be > 0"):
+        VideoWriter(tmp_path / "a.mp4", 0)
+    with pytest.raises(ConfigError, match=r"crf must be in \[0, 51\]"):
+        VideoWriter(tmp_path / "a.mp4", 10, crf=60)
+    with pytest.raises(ConfigError, match="video codec 'nosuchcodec' is not in this FFmpeg"):
+        VideoWriter(tmp_path / "a.mp4", 10, codec="nosuchcodec")
+    w = VideoWriter(tmp_path / "a.mp4", 10)
+    w.write(np.zeros((32, 32, 3), np.uint8))
+    with pytest.raises(ConfigError, match="frame 1 is 40x32 px but the video is 32x32 px"):
+        w.write(np.zeros((32, 40, 3), np.uint8))
+    with pytest.raises(ConfigError, match=r"frames must be \(H, W, 3\) uint8 RGB"):
+        w.write(np.zeros((32, 32), np.uint8))
+    w.close()
+    assert len(list(VideoReader(tmp_path / "a.mp4"))) == 1
+    empty = VideoWriter(tmp_path / "b.mp4", 10)
+    with pytest.raises(ConfigError, match="no frames were written"):
+        empty.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mp4"]
+
+
+def test_rotation_side_data_is_applied(tmp_path: Path) -> None:
+    path = tmp_path / "rot.mp4"
+    img = np.zeros((32, 64, 3), np.uint8)
+    img[:, :32] = 200  # left half bright
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("mpeg4", rate=10)
+        s.width, s.height, s.pix_fmt = 64, 32, "yuv420p"
+        s.set_display_rotation(90)
+        for i in range(2):
+            f = av.VideoFrame.from_ndarray(img, format="rgb24")
+            f.pts = i
+            c.mux(s.encode(f))
+        c.mux(s.encode(None))
+    info = probe_video(path)
+    if info.rotation == 0:
+        pytest.skip("this FFmpeg build does not store display rotation in mp4")
+    frames = list(VideoReader(path))
+    assert frames[0].image.shape == (64, 32, 3)
+    expected = np.rot90(img, info.rotation // 90)
+    assert np.abs(frames[0].image.astype(int) - expected).mean() < 10
+
+
+def test_video_extensions() -> None:
+    assert is_video_path("a/B.MP4")
+    assert is_video_path("c.webm")
+    assert not is_video_path("c.jpg")
+
+
+def _write_vfr(path: Path, pts_ms: list[int]) -> None:
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("mpeg4", rate=1000)
+        s.width, s.height, s.pix_fmt = 32, 32, "yuv420p"
+        s.codec_context.time_base = Fraction(1, 1000)
+        for k, ms in enumerate(pts_ms):
+            f = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 20 * k, np.uint8), format="rgb24")
+            f.pts = ms
+            f.time_base = Fraction(1, 1000)
+            c.mux(s.encode(f))
+        c.mux(s.encode(None))
+
+
+def test_variable_frame_rate_timestamps(tmp_path: Path) -> None:
+    pts_ms = [0, 40, 120, 130, 300, 310, 320, 700]
+    _write_vfr(tmp_path / "vfr.mkv", pts_ms)
+    frames = list(VideoReader(tmp_path / "vfr.mkv"))
+    assert [f.index for f in frames] == list(range(8))
+    assert np.allclose([f.timestamp for f in frames], np.array(pts_ms) / 1000, atol=1e-6)
+    kept = [f.timestamp for f in VideoReader(tmp_path / "vfr.mkv", fps=10)]
+    assert np.allclose(kept, [0.0, 0.12, 0.3, 0.7], atol=1e-6)
+
+
+def test_memory_is_flat_in_video_length(media_dir: Path) -> None:
+    tracemalloc.start()
+    try:
+        n = 0
+        for frame in VideoReader(media_dir / SINGLE):
+            n += frame.image.nbytes > 0
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert n == 72
+    assert peak < 8 * 640 * 360 * 3  # a few frames at a time, never all 72 (~50 MB)
+
+
+def test_animated_gif_is_a_video(tmp_path: Path) -> None:
+    frames = [Image.new("RGB", (30, 30), (60 * i, 0, 0)) for i in range(4)]
+    frames[0].save(
+        tmp_path / "a.gif", save_all=True, append_images=frames[1:], duration=[100, 200, 100, 300]
+    )
+    got = list(VideoReader(tmp_path / "a.gif"))
+    assert [round(f.timestamp, 3) for f in got] == [0.0, 0.1, 0.3, 0.4]
+    assert [int(f.image[0, 0, 0]) for f in got] == [0, 60, 120, 180]
+    late = list(VideoReader(tmp_path / "a.gif", start=0.25))
+    assert [round(f.timestamp, 3) for f in late] == [0.3, 0.4]
+    assert late[0].index < late[1].index
+
+
+def test_corrupt_middle_names_the_frame(media_dir: Path, tmp_path: Path) -> None:
+    data = bytearray((media_dir / WOLF).read_bytes())
+    mid = len(data) // 2
+    noise = np.random.default_rng(0).integers(0, 256, 200_000, dtype=np.uint8)
+    data[mid : mid + noise.size] = noise.tobytes()
+    (tmp_path / "bad.mp4").write_bytes(bytes(data))
+    reader = VideoReader(tmp_path / "bad.mp4")
+    seen = []
+    with pytest.raises(InputError, match=r"decoding failed at frame \d+ \(\d+\.\d\d s\): ") as info:
+        seen.extend(f.index for f in reader)
+    assert 100 < len(seen) < 472  # the frames before the damage came through
+    # the failing frame is the one after the last good one
+    assert f"at frame {len(seen)} (" in str(info.value)
