@@ -44,6 +44,7 @@ def au_intensity_column(au: str) -> str:
     """Returns the column of an AU's 0-5 intensity, OpenFace style ('AU12' -> 'AU12_r')."""
     return f"{au}_r"
 
+
 # Groups, in table order. `mesh` is opt-in (1,404 columns).
 GROUPS: dict[str, tuple[str, ...]] = {
     "meta": (INPUT, FRAME, FACE_ID, TIMESTAMP, CONFIDENCE, SUCCESS),
