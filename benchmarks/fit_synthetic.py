@@ -124,7 +124,7 @@ def main() -> None:
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
-    (RESULTS / "fit_synthetic.json").write_text(
+    (RESULTS / ("fit_synthetic_oracle.json" if args.oracle else "fit_synthetic.json")).write_text(
         json.dumps(
             {
                 "n": len(t),

@@ -43,10 +43,12 @@ def _scene(model: LandmarkModel, n: int, seed: int):
     return w, ident, rot, tr.astype(np.float32)
 
 
-def test_exact_landmarks_are_fitted_to_sub_pixel_error(model):
+@pytest.mark.parametrize("solver", ["alternating", "adam"])
+def test_exact_landmarks_are_fitted_to_sub_pixel_error(model, solver):
     w, ident, rot, tr = _scene(model, 40, seed=1)
     lm = project_model(model, w, ident, rot, tr, SIZE)
-    fit = fit_landmarks(lm, SIZE, model, FitOptions(iterations=300))
+    weak = FitOptions(solver=solver, iterations=300, identity_prior=1e-4, expression_l1=1e-4)
+    fit = fit_landmarks(lm, SIZE, model, weak)
     back = project_model(model, fit.weights, fit.identity, fit.rotation, fit.translation, SIZE)
     err = np.linalg.norm(back - lm, axis=-1).mean(axis=1) / interocular(lm)
     assert err.max() < 0.02
@@ -56,11 +58,12 @@ def test_exact_landmarks_are_fitted_to_sub_pixel_error(model):
     assert np.degrees(np.abs(fit.rotation - rot)).max() < 4.0
 
 
-def test_well_determined_channels_are_recovered(model):
+@pytest.mark.parametrize("solver", ["alternating", "adam"])
+def test_well_determined_channels_are_recovered(model, solver):
     w, ident, rot, tr = _scene(model, 120, seed=2)
     lm = project_model(model, w, ident, rot, tr, SIZE)
     lm += np.random.default_rng(3).normal(scale=0.3, size=lm.shape).astype(np.float32)
-    fit = fit_landmarks(lm, SIZE, model, FitOptions(iterations=300))
+    fit = fit_landmarks(lm, SIZE, model, FitOptions(solver=solver, iterations=300))
     for name in ("jawOpen", "mouthSmile_L", "mouthLeft", "mouthPucker", "jawLeft"):
         c = ICT_CHANNELS.index(name)
         r = np.corrcoef(w[:, c], fit.weights[:, c])[0, 1]
@@ -85,3 +88,5 @@ def test_bad_landmarks_are_rejected(model):
         fit_landmarks(lm, SIZE, model)
     with pytest.raises(ConfigError, match="iterations must be >= 1"):
         FitOptions(iterations=0)
+    with pytest.raises(ConfigError, match="solver must be 'alternating' or 'adam'"):
+        FitOptions(solver="lbfgs")
