@@ -177,6 +177,19 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--min-sharpness", type=float, default=20.0)
     b.add_argument("--no-pseudo-labels", action="store_true", help="skip ICT model fitting")
     b.add_argument("--overwrite", action="store_true", help="replace a dataset in DIR")
+    fp = dsub.add_parser(
+        "ferplus",
+        help="convert FER+ (packed or upstream layout) into the dataset format",
+        description="Convert FER+ faces with their 10-annotator votes (soft labels, majority "
+        "label, official split) into facexpr shards. ROOT is the packed folder (with "
+        "{Train,Valid,Test}_labels.csv); --upstream reads Microsoft's fer2013new.csv beside "
+        "FER2013's fer2013.csv instead. The images are pre-cropped 48 px faces: no detection.",
+    )
+    fp.add_argument("root", metavar="ROOT")
+    fp.add_argument("--out", "-o", required=True, metavar="DIR")
+    fp.add_argument("--split", choices=("Train", "Valid", "Test"), required=True)
+    fp.add_argument("--upstream", action="store_true", help="ROOT holds the upstream CSVs")
+    fp.add_argument("--overwrite", action="store_true")
     i = dsub.add_parser("info", help="counts and label coverage of a dataset")
     i.add_argument("dir", metavar="DIR")
     sh = dsub.add_parser("show", help="write a contact sheet PNG of a dataset")
@@ -280,6 +293,19 @@ def cmd_dataset(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         return 1 if report.failures else 0
+    if args.dataset_command == "ferplus":
+        from pathlib import Path
+
+        from facexpr.io.datasets import FerPlus, FerPlusUpstream, to_shards
+
+        root = Path(args.root)
+        if args.upstream:
+            reader = FerPlusUpstream(root / "fer2013.csv", root / "fer2013new.csv", args.split)
+        else:
+            reader = FerPlus(root, args.split)
+        out = to_shards(reader, args.out, overwrite=args.overwrite, progress=sys.stderr.isatty())
+        print(f"{out}: {len(reader)} FER+ {args.split} faces")
+        return 0
     if args.dataset_command == "info":
         import json
 
