@@ -90,3 +90,15 @@ def test_bad_landmarks_are_rejected(model):
         FitOptions(iterations=0)
     with pytest.raises(ConfigError, match="solver must be 'alternating' or 'adam'"):
         FitOptions(solver="lbfgs")
+
+
+def test_measured_correspondence_is_on_the_face():
+    from facexpr.avatars.fitting import correspondence
+
+    c = correspondence()
+    for name, n in (("ibug68", 68), ("mesh468", 468)):
+        ids = np.asarray(c[name])
+        assert ids.shape == (n,)
+        assert ((ids >= 0) & (ids <= 9408)).all()  # ICT's face part
+        assert np.median(c[f"residual_{name}"]) < 0.05  # in inter-ocular distances
+    assert len(set(c["mesh468"])) >= 460

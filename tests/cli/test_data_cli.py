@@ -124,3 +124,28 @@ def test_animate_needs_blendshapes(media_dir, tmp_path, capsys):
     assert run("analyze", str(media_dir / "single_face.jpg"), "-o", str(table)) == 0
     assert run("animate", str(table), "--json", str(tmp_path / "a.json")) == 2
     assert "--blendshapes fit" in capsys.readouterr().err
+
+
+def test_aligned_mode_measures_tiny_face_crops(shared_dir, tmp_path):
+    from facexpr.io.datasets import FerPlus
+    from facexpr.io.images import write_image
+
+    root = shared_dir / "datasets" / "ferplus"
+    if not (root / "Test_labels.csv").is_file():
+        pytest.skip(f"FER+ not found at {root}")
+    fer = FerPlus(root, "Test")
+    crops = tmp_path / "crops"
+    for i in range(4):
+        write_image(crops / f"fer{i}.png", np.repeat(fer[i].image[..., None], 3, axis=2))
+    out = tmp_path / "out"
+    assert run("analyze", str(crops), "-o", str(out)) == 0
+    detected = sum(read_table(p)["success"].iloc[0] for p in out.glob("*.csv"))
+    assert run("analyze", str(crops), "-o", str(out / "aligned"), "--aligned") == 0
+    tables = [read_table(p) for p in sorted((out / "aligned").glob("*.csv"))]
+    assert len(tables) == 4
+    assert all(t["success"].iloc[0] == 1 for t in tables)
+    assert detected < 4  # the detector misses some 48 px crops; the aligned mode does not
+    for t in tables:
+        xs = t[[f"x_{i}" for i in range(68)]].to_numpy()
+        assert (xs > -5).all()
+        assert (xs < 53).all()

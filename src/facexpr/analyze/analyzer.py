@@ -49,6 +49,8 @@ class AnalyzerOptions:
         num_threads: CPU threads for the face models.
         device: torch device for learned heads ("auto": CUDA if available).
         mesh: add the 468-point mesh columns (mesh_x_*, mesh_y_*, mesh_z_*) to the table.
+        aligned: inputs are pre-cropped faces (one face filling each image, e.g. 48 px FER+
+            crops): no detection; the mesh runs on the whole image.
         blendshapes: "fit" adds the 52 ARKit blendshapes and FACS AU intensities (AUxx_r, 0-5)
             by fitting the ICT FaceKit morphable model to the landmarks; "none" skips them.
     """
@@ -68,6 +70,7 @@ class AnalyzerOptions:
     device: Device = "auto"
     mesh: bool = False
     blendshapes: Literal["none", "fit"] = "none"
+    aligned: bool = False
     groups: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -148,6 +151,7 @@ class Analyzer:
                     smoothing=o.smoothing,
                     redetect_every=o.redetect_every,
                     num_threads=o.num_threads,
+                    aligned=o.aligned,
                 )
             )
             self._frontends[mode] = fe

@@ -77,6 +77,8 @@ class CorpusOptions:
         max_pitch: largest |pitch| kept, degrees.
         min_sharpness: smallest variance of the Laplacian of the grey crop (blur filter).
         pseudo_labels: fit the ICT model for blendshape/AU pseudo-labels.
+        aligned: inputs are pre-cropped faces (no detection; the mesh presence replaces the
+            detector score; the size and blur filters are off, as small crops are upscaled).
         samples_per_shard: samples per tar shard.
     """
 
@@ -88,6 +90,7 @@ class CorpusOptions:
     max_pitch: float = 35.0
     min_sharpness: float = 20.0
     pseudo_labels: bool = True
+    aligned: bool = False
     samples_per_shard: int = 1000
 
     def __post_init__(self) -> None:
@@ -121,15 +124,16 @@ def sharpness(crop: np.ndarray) -> float:
 def _quality(face: FaceResult, o: CorpusOptions) -> str | None:
     if face.aligned is None:
         return "no crop"
-    if face.score < o.min_score:
+    # Pre-cropped inputs have no detector: the mesh's presence score stands in for it.
+    if (face.confidence if o.aligned else face.score) < o.min_score:
         return "low detector score"
-    if float(face.box[2] - face.box[0]) < o.min_face_px:
+    if not o.aligned and float(face.box[2] - face.box[0]) < o.min_face_px:
         return "face too small"
     if face.pose is not None and (
         abs(face.pose.yaw) > o.max_yaw or abs(face.pose.pitch) > o.max_pitch
     ):
         return "head turned too far"
-    if sharpness(face.aligned) < o.min_sharpness:
+    if not o.aligned and sharpness(face.aligned) < o.min_sharpness:  # small crops are upscaled
         return "blurred"
     return None
 
@@ -167,6 +171,7 @@ def build_dataset(
             every=o.stride,
             align_size=o.size,
             blendshapes="fit" if o.pseudo_labels else "none",
+            aligned=o.aligned,
             device="cpu",
         )
     )

@@ -93,6 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--no-smoothing", action="store_true", help="no temporal landmark smoothing")
     a.add_argument("--mesh", action="store_true", help="add the 468-point mesh columns")
     a.add_argument(
+        "--aligned",
+        action="store_true",
+        help="inputs are pre-cropped faces (e.g. 48 px FER+ crops): skip detection",
+    )
+    a.add_argument(
         "--blendshapes",
         choices=("none", "fit"),
         default="none",
@@ -176,6 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--max-yaw", type=float, default=45.0)
     b.add_argument("--min-sharpness", type=float, default=20.0)
     b.add_argument("--no-pseudo-labels", action="store_true", help="skip ICT model fitting")
+    b.add_argument(
+        "--aligned",
+        action="store_true",
+        help="inputs are pre-cropped faces: no detection, no face-size filter",
+    )
     b.add_argument("--overwrite", action="store_true", help="replace a dataset in DIR")
     fp = dsub.add_parser(
         "ferplus",
@@ -216,6 +226,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         device=args.device,
         mesh=args.mesh,
         blendshapes=args.blendshapes,
+        aligned=args.aligned,
     )
     progress = not args.no_progress and sys.stderr.isatty()
     with Analyzer(options) as analyzer:
@@ -273,6 +284,7 @@ def cmd_dataset(args: argparse.Namespace) -> int:
             max_yaw=args.max_yaw,
             min_sharpness=args.min_sharpness,
             pseudo_labels=not args.no_pseudo_labels,
+            aligned=args.aligned,
         )
         report = build_dataset(
             args.inputs,

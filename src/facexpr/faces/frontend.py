@@ -24,6 +24,7 @@ from facexpr.faces.mesh import (
     RIGHT_EYE_OUTER,
     FaceMesh,
     MeshResult,
+    RotatedRect,
     roi_from_detection,
     roi_from_points,
 )
@@ -57,6 +58,10 @@ class FaceFrontEndOptions:
         max_misses: frames a track survives without a face before it is dropped (>= 0).
         num_threads: interpreter CPU threads (>= 1).
         min_face_size: faces whose detector box is narrower than this, px, are ignored (>= 0).
+        aligned: inputs are already face crops (one roughly upright face filling the image, as
+            in FER+ or AffectNet crops): detection is skipped, the mesh runs on the whole image
+            and the face is reported with its mesh presence as confidence, so tiny crops (48 px)
+            that a detector would miss still get landmarks.
         pose: compute the head pose.
     """
 
@@ -72,6 +77,7 @@ class FaceFrontEndOptions:
     num_threads: int = 1
     min_face_size: float = 0.0
     pose: bool = True
+    aligned: bool = False
 
     def __post_init__(self) -> None:
         name = "FaceFrontEndOptions"
@@ -158,7 +164,9 @@ class FaceFrontEnd:
         if self._closed:
             raise InputError(frame.source or None, "FaceFrontEnd.process called after close()")
         image = as_rgb(frame.image)
-        if self.options.mode is RunningMode.IMAGE:
+        if self.options.aligned:
+            faces = self._process_aligned(image)
+        elif self.options.mode is RunningMode.IMAGE:
             faces = self._process_image(image)
         else:
             faces = self._process_video(image, frame)
@@ -202,6 +210,15 @@ class FaceFrontEnd:
             )
             for rank, i in enumerate(order)
         ]
+
+    def _process_aligned(self, image: np.ndarray) -> list[FaceResult]:
+        h, w = image.shape[:2]
+        # Face Mesh expects the face to fill ~2/3 of its square ROI (detector box x 1.5); a tight
+        # crop is the face, so the ROI is the crop enlarged by the same margin.
+        roi = RotatedRect(np.array([w / 2, h / 2], np.float32), 1.5 * max(w, h) / 1.25, 0.0)
+        res = self._mesh.run(image, roi)
+        box = _extent(res.landmarks)
+        return [self._face(image, res.landmarks, box, 1.0, res.presence, 0, None)]
 
     # VIDEO / STREAM mode --------------------------------------------------------------------
 
