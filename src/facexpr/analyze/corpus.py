@@ -56,6 +56,13 @@ def corpus_schema() -> list[LabelField]:
             "fit_residual", (), "float32", "mean landmark error of the fit / inter-ocular distance"
         ),
         LabelField("fit_reliable", (), "int32", "1 if the fit residual is under its threshold"),
+        LabelField(
+            "emotion_teacher",
+            (7,),
+            "float32",
+            "FER2013 7-class probabilities (angry, disgust, fear, happy, sad, surprise, neutral) "
+            "of the ported mini-Xception teacher on the grey aligned crop (soft pseudo-label)",
+        ),
         LabelField("det_score", (), "float32", "face detector score"),
         LabelField("sharpness", (), "float32", "variance of the Laplacian of the grey crop"),
         LabelField("face_px", (), "float32", "face box width in source px"),
@@ -77,6 +84,8 @@ class CorpusOptions:
         max_pitch: largest |pitch| kept, degrees.
         min_sharpness: smallest variance of the Laplacian of the grey crop (blur filter).
         pseudo_labels: fit the ICT model for blendshape/AU pseudo-labels.
+        teacher: path of the ported emotion teacher (``scripts/port_fer_teacher.py``) for
+            soft emotion pseudo-labels, "auto" for its default cache location, or None.
         aligned: inputs are pre-cropped faces (no detection; the mesh presence replaces the
             detector score; the size and blur filters are off, as small crops are upscaled).
         samples_per_shard: samples per tar shard.
@@ -90,6 +99,7 @@ class CorpusOptions:
     max_pitch: float = 35.0
     min_sharpness: float = 20.0
     pseudo_labels: bool = True
+    teacher: str | None = None
     aligned: bool = False
     samples_per_shard: int = 1000
 
@@ -175,6 +185,11 @@ def build_dataset(
             device="cpu",
         )
     )
+    teacher = None
+    if o.teacher is not None:
+        from facexpr.nn.teachers import load_teacher
+
+        teacher = load_teacher(None if o.teacher == "auto" else o.teacher)
     attributes = {"options": {k: getattr(o, k) for k in o.__dataclass_fields__}}
     it = sources
     if progress:
@@ -199,7 +214,12 @@ def build_dataset(
                         if why is not None:
                             report.reject(why)
                             continue
-                        writer.write(_sample(src.path, stem, frame.index, frame.timestamp, face))
+                        extra = {}
+                        if teacher is not None:
+                            extra["emotion_teacher"] = _teach(teacher, face.aligned)
+                        writer.write(
+                            _sample(src.path, stem, frame.index, frame.timestamp, face, extra)
+                        )
                         report.kept += 1
             except FacexprError as e:
                 report.failures.append((src.path, str(e)))
@@ -208,7 +228,9 @@ def build_dataset(
     return report
 
 
-def _sample(path: str, stem: str, index: int, timestamp: float, face: FaceResult) -> Sample:
+def _sample(
+    path: str, stem: str, index: int, timestamp: float, face: FaceResult, extra: dict
+) -> Sample:
     m = face.align_matrix
     lm = face.landmarks @ m[:, :2].T + m[:, 2] if m is not None else None
     labels: dict[str, object] = {
@@ -221,6 +243,7 @@ def _sample(path: str, stem: str, index: int, timestamp: float, face: FaceResult
         "face_px": np.float32(face.box[2] - face.box[0]),
         "frame": np.int64(index),
         "timestamp": np.float64(timestamp),
+        **extra,
     }
     if face.blendshapes is not None:
         labels["arkit"] = face.blendshapes
@@ -236,6 +259,16 @@ def _sample(path: str, stem: str, index: int, timestamp: float, face: FaceResult
         subject_id=f"{stem}#{face.face_id}",
         provenance={"file": path, "frame": index, "box": [float(v) for v in face.box]},
     )
+
+
+def _teach(teacher, crop: np.ndarray) -> np.ndarray:
+    import torch
+
+    from facexpr.nn.teachers import preprocess
+
+    grey = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
+    with torch.inference_mode():
+        return teacher(preprocess(torch.from_numpy(grey)[None]))[0].numpy().astype(np.float32)
 
 
 def _key_part(stem: str) -> str:

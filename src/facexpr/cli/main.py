@@ -186,6 +186,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="inputs are pre-cropped faces: no detection, no face-size filter",
     )
+    b.add_argument(
+        "--teacher",
+        metavar="PATH",
+        default=None,
+        help="add emotion pseudo-labels from the ported teacher ('auto': its cache location)",
+    )
     b.add_argument("--overwrite", action="store_true", help="replace a dataset in DIR")
     fp = dsub.add_parser(
         "ferplus",
@@ -285,6 +291,7 @@ def cmd_dataset(args: argparse.Namespace) -> int:
             min_sharpness=args.min_sharpness,
             pseudo_labels=not args.no_pseudo_labels,
             aligned=args.aligned,
+            teacher=args.teacher,
         )
         report = build_dataset(
             args.inputs,
