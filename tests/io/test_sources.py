@@ -132,3 +132,10 @@ def test_iter_frames_webcam(fake_cv2: type) -> None:
     assert frames[1].source == "webcam:0"
     with pytest.raises(ConfigError, match="fps must be > 0"):
         list(iter_frames(MediaSource("webcam:0", "webcam"), fps=0))
+
+
+def test_audio_only_file_with_unknown_suffix_says_so(audio_only: Path, tmp_path: Path) -> None:
+    odd = tmp_path / "recording.dat"
+    odd.write_bytes(audio_only.read_bytes())
+    with pytest.raises(InputError, match=r"recording\.dat: has no video stream"):
+        expand_inputs([odd])

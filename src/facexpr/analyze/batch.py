@@ -152,7 +152,7 @@ def run_batch(
             sources.extend(s for s in expand_inputs([inp]) if s not in sources)
         except FacexprError as e:
             report.failures.append(Failure(str(inp), str(e)))
-            log.error("%s", e)
+            log.info("failed: %s", e)  # reported once, in the summary
     if not sources:
         report.seconds = time.perf_counter() - t0
         return report
@@ -173,7 +173,7 @@ def run_batch(
             frames, faces = _analyze_one(analyzer, src, table, fmt, ann, progress)
         except FacexprError as e:
             report.failures.append(Failure(src.path, str(e)))
-            log.error("%s", e)
+            log.info("failed: %s", e)  # reported once, in the summary
             continue
         except Exception as e:  # a bug or a library error: record it, keep the batch going
             report.failures.append(Failure(src.path, f"{type(e).__name__}: {e}"))

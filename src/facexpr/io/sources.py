@@ -82,6 +82,8 @@ def _sniff(path: Path) -> MediaKind:
         with av.open(str(path)) as c:
             if c.streams.video:
                 return "video"
+            if c.streams.audio:
+                raise InputError(path, "has no video stream (audio only?)")
     except av.FFmpegError:
         pass  # reported below with the file's name
     raise InputError(path, "neither an image Pillow reads nor a video FFmpeg reads")
