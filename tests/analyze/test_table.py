@@ -89,3 +89,20 @@ def test_groups_and_round_trip(tmp_path):
     back = ExpressionTable.from_file(table.to_parquet(tmp_path / "t.parquet"))
     np.testing.assert_allclose(back.landmarks_array(), lm, equal_nan=True)
     assert "3 faces" in repr(back)
+
+
+def test_output_names_are_unique_and_readable():
+    from facexpr.analyze.batch import output_names
+    from facexpr.io import MediaSource
+
+    names = output_names(
+        [
+            MediaSource("in/clip.mp4", "video"),
+            MediaSource("in/clip.jpg", "image"),
+            MediaSource("in/photo.png", "image"),
+            MediaSource("a/face.jpg", "image"),
+            MediaSource("b/face.jpg", "image"),
+            MediaSource("c/a/face.jpg", "image"),
+        ]
+    )
+    assert names == ["clip_mp4", "clip_jpg", "photo", "a__face_jpg", "b__face_jpg", "a__face_jpg_2"]

@@ -66,19 +66,25 @@ class BatchReport:
 
 
 def output_names(sources: Sequence[MediaSource]) -> list[str]:
-    """Returns a unique, filesystem-safe base name per source (its stem, or more on clashes)."""
-    stems = [_safe(Path(s.path).stem) for s in sources]
+    """Returns a unique, filesystem-safe base name per source.
+
+    The file's stem; where stems clash, the stem and extension (``clip_mp4``, ``clip_jpg``);
+    where those clash too (same name in different folders), the parent folders are prepended.
+    """
+    paths = [Path(s.path) for s in sources]
+    stems = [_safe(p.stem) for p in paths]
     names: list[str] = []
-    seen: dict[str, int] = {}
-    for s, stem in zip(sources, stems, strict=True):
+    for p, stem in zip(paths, stems, strict=True):
         name = stem
         if stems.count(stem) > 1:
-            parts = Path(s.path).resolve().parts
-            name = _safe("__".join((*parts[-3:-1], Path(s.path).name)))
-        while name in seen:
-            seen[name] += 1
-            name = f"{name}_{seen[name]}"
-        seen.setdefault(name, 0)
+            name = _safe(f"{p.stem}_{p.suffix.lstrip('.')}")
+            same = [q for q in paths if q.stem == p.stem and q.suffix == p.suffix]
+            if len(same) > 1:
+                name = _safe(f"{p.resolve().parent.name}__{name}")
+        base, k = name, 1
+        while name in names:
+            k += 1
+            name = f"{base}_{k}"
         names.append(name)
     return names
 
@@ -243,7 +249,7 @@ def _analyze_one(
     except BaseException:
         writer.abort()
         if video_out is not None:
-            video_out.abort() if hasattr(video_out, "abort") else None
+            video_out.abort()
         raise
     finally:
         if bar is not None:

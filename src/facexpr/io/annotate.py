@@ -56,11 +56,12 @@ def draw_frame(image: np.ndarray, result: FrameResult, *, mesh: bool = False) ->
         fs = 0.45 * scale
         (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, fs, thick)
         ty = max(th + 4, y0 - 4)
-        cv2.rectangle(out, (x0, ty - th - 4), (x0 + tw + 4, ty + 2), col, -1)
+        tx = max(0, min(x0, out.shape[1] - tw - 4))  # keep the label inside the frame
+        cv2.rectangle(out, (tx, ty - th - 4), (tx + tw + 4, ty + 2), col, -1)
         cv2.putText(
             out,
             label,
-            (x0 + 2, ty - 1),
+            (tx + 2, ty - 1),
             cv2.FONT_HERSHEY_SIMPLEX,
             fs,
             (0, 0, 0),
