@@ -1,0 +1,73 @@
+"""A webcam stream through the Analyzer, with a camera replaced by a real video's frames."""
+
+from __future__ import annotations
+
+import itertools
+
+import av
+import numpy as np
+import pytest
+
+from facexpr.analyze import Analyzer
+from facexpr.io import webcam
+
+
+class VideoAsCamera:
+    """Stands in for cv2.VideoCapture, serving a video file's frames as BGR."""
+
+    path = ""
+
+    def __init__(self, index: int) -> None:
+        self._container = av.open(self.path)
+        self._frames = self._container.decode(video=0)
+
+    def isOpened(self) -> bool:  # OpenCV's name
+        return True
+
+    def set(self, prop: int, value: float) -> bool:
+        return True
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        frame = next(self._frames, None)
+        if frame is None:
+            return False, None
+        return True, frame.to_ndarray(format="bgr24")
+
+    def release(self) -> None:
+        self._container.close()
+
+
+@pytest.fixture
+def camera(media_dir, monkeypatch):
+    VideoAsCamera.path = str(media_dir / "single_face.mp4")
+    monkeypatch.setattr(webcam.cv2, "VideoCapture", VideoAsCamera)
+
+
+def test_stream_tracks_one_face_with_rising_timestamps(camera):
+    with Analyzer() as a:
+        results = list(itertools.islice(a.analyze_stream(0), 30))
+    assert len(results) == 30
+    assert all(r.source == "webcam:0" for r in results)
+    assert [r.index for r in results] == list(range(30))
+    assert (np.diff([r.timestamp for r in results]) >= 0).all()
+    ids = {f.face_id for r in results for f in r.faces}
+    assert ids == {0}
+    assert sum(len(r.faces) for r in results) >= 28
+
+
+def test_unopenable_camera_is_an_input_error(monkeypatch):
+    from facexpr.core.errors import InputError
+
+    class Closed(VideoAsCamera):
+        def __init__(self, index: int) -> None:
+            pass
+
+        def isOpened(self) -> bool:
+            return False
+
+        def release(self) -> None:
+            pass
+
+    monkeypatch.setattr(webcam.cv2, "VideoCapture", Closed)
+    with Analyzer() as a, pytest.raises(InputError, match="webcam:3"):
+        next(a.analyze_stream(3))
