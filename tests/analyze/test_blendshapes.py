@@ -73,3 +73,35 @@ def test_aus_follow_the_blendshapes(fitted):
     au12 = AU_NAMES.index("AU12")
     assert fitted["smile"].aus[au12] > 2.5
     assert fitted["neutral"].aus[au12] < 1.5
+
+
+def test_video_focal_length_is_estimated():
+    import math
+
+    from facexpr.analyze.blendshapes import BlendshapeFitter
+    from facexpr.avatars.avatar import get_avatar
+    from facexpr.avatars.fitting import correspondence
+    from facexpr.avatars.render import Renderer, RenderOptions
+    from facexpr.core.types import FaceResult, FrameResult
+
+    ids = np.asarray(correspondence()["mesh468"])
+    size, fov = 320, 20.0
+    true_focal = (size / 2) / math.tan(math.radians(fov / 2))
+    avatar = get_avatar("ict_002")
+    rng = np.random.default_rng(0)
+    frames = []
+    with Renderer(RenderOptions(width=size, height=size, fov_deg=fov)) as r:
+        for i in range(8):
+            w = avatar.rig.weights(jawOpen=rng.uniform(0, 0.5), mouthSmile_L=rng.uniform(0, 0.6))
+            res = r.render(avatar, w, pose=(0, rng.uniform(-20, 20), 0))
+            mesh = np.zeros((468, 3), np.float32)
+            mesh[:, :2] = res.project(ids)  # exact points: this tests the camera model alone
+            face = FaceResult(
+                np.zeros(4, np.float32), 1.0, np.zeros((68, 2), np.float32), mesh=mesh
+            )
+            frames.append(FrameResult("clip", i, i / 30, size, size, (face,)))
+    fitter = BlendshapeFitter(focal="auto")
+    fitter.process(frames, tracked=True)
+    assert 0.6 * true_focal < fitter.video_focal < 1.6 * true_focal
+    fitter.reset()
+    assert fitter.video_focal is None

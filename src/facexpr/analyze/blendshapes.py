@@ -5,7 +5,9 @@ with the ICT morphable model (53 expression weights in [0, 1], identity, rigid p
 :mod:`facexpr.avatars.fitting`); the weights become the 52 ARKit blendshapes and, through the
 documented ARKit-to-FACS table (:mod:`facexpr.avatars.facs`), AU intensities on the 0-5 scale.
 In a video, a tracked face's identity is fitted on its first frames and then held fixed, so its
-expression is not re-explained as a change of identity.
+expression is not re-explained as a change of identity; the camera's focal length, unknown for
+a user's video, is chosen once per video from a few candidates by the fit residual of the first
+frames (one photo alone does not constrain it: photos use a focal length of one image width).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from facexpr.core.types import FaceResult, FrameResult
 log = logging.getLogger(__name__)
 
 AU_COLUMNS = tuple(C.au_intensity_column(a) for a in AU_NAMES)
+# Focal lengths tried for a video, in image widths (fields of view of about 65 to 18 degrees).
+FOCAL_CANDIDATES = (0.8, 1.0, 1.4, 2.0, 3.0)
 C.register_group("aus", AU_COLUMNS)
 
 
@@ -44,6 +48,8 @@ class BlendshapeFitter:
             cheeks) or the 68 iBUG landmarks ("ibug68").
         model: the landmark model (default: the shipped ICT FaceKit at ``points``).
         device: torch device.
+        focal: focal length in px, or "auto" (default): chosen per video among
+            :data:`FOCAL_CANDIDATES` by fit residual, one image width for photos.
     """
 
     def __init__(
@@ -53,6 +59,7 @@ class BlendshapeFitter:
         points: Points = "mesh468",
         model: LandmarkModel | None = None,
         device: str = "cpu",
+        focal: float | str = "auto",
     ) -> None:
         self.options = options or FitOptions()
         self.points = points
@@ -60,10 +67,18 @@ class BlendshapeFitter:
         self.device = device
         self._to_arkit = ict_to_arkit_matrix()
         self._identity: dict[int, np.ndarray] = {}
+        self.focal = focal
+        self._video_focal: float | None = None
+
+    @property
+    def video_focal(self) -> float | None:
+        """The focal length (px) chosen for the current video, or None before its first frames."""
+        return self._video_focal
 
     def reset(self) -> None:
-        """Forgets the identities of tracked faces (call between videos)."""
+        """Forgets the identities of tracked faces and the focal length (call between videos)."""
         self._identity.clear()
+        self._video_focal = None
 
     def process(self, results: list[FrameResult], *, tracked: bool) -> list[FrameResult]:
         """Returns the results with every face's blendshapes filled in.
@@ -86,7 +101,10 @@ class BlendshapeFitter:
             opts = self.options
             if tracked and len(members) > 1:
                 opts = dataclasses.replace(opts, temporal=max(opts.temporal, 1e-3))
-            fit = fit_landmarks(lm, size, self.model, opts, identity=identity, device=self.device)
+            focal = self._focal(lm, size, opts, tracked)
+            fit = fit_landmarks(
+                lm, size, self.model, opts, identity=identity, device=self.device, focal=focal
+            )
             if tracked and identity is None:
                 self._identity[key] = fit.identity  # type: ignore[index]
             arkit = fit.weights @ self._to_arkit.T
@@ -102,6 +120,24 @@ class BlendshapeFitter:
             dataclasses.replace(r, faces=tuple(filled[(fi, ki)] for ki in range(len(r.faces))))
             for fi, r in enumerate(results)
         ]
+
+    def _focal(
+        self, lm: np.ndarray, size: tuple[int, int], opts: FitOptions, tracked: bool
+    ) -> float:
+        if self.focal != "auto":
+            return float(self.focal)
+        if not tracked:
+            return float(size[0])
+        if self._video_focal is None:
+            sample = lm[:: max(1, len(lm) // 8)]  # a few frames decide
+            best = None
+            for k in FOCAL_CANDIDATES:
+                r = fit_landmarks(sample, size, self.model, opts, focal=k * size[0]).residual
+                if best is None or float(r.mean()) < best[0]:
+                    best = (float(r.mean()), k * size[0])
+            self._video_focal = best[1]
+            log.debug("focal length %.0f px chosen for this video", self._video_focal)
+        return self._video_focal
 
     def _points(self, face: FaceResult) -> np.ndarray:
         if self.points == "mesh468":
