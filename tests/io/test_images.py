@@ -229,3 +229,16 @@ def test_write_image_replaces_atomically(tmp_path: Path) -> None:
     write_image(path, np.full((20, 20, 3), 7, np.uint8))
     assert read_image(path)[0, 0].tolist() == [7, 7, 7]
     assert [p.name for p in tmp_path.iterdir()] == ["a.png"]
+
+
+def test_written_images_get_the_usual_file_mode(tmp_path) -> None:
+    import os
+    import stat
+
+    from facexpr.io.images import write_image
+
+    out = tmp_path / "x.png"
+    write_image(out, np.zeros((30, 30, 3), np.uint8))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~umask

@@ -8,10 +8,12 @@ import numpy as np
 from facexpr.core.errors import ConfigError, InputError
 from facexpr.faces.landmarks68 import MOUTH, eye_centres
 
-ALIGN_TEMPLATE = np.array([[0.35, 0.40], [0.65, 0.40], [0.50, 0.75]], np.float32)
+ALIGN_TEMPLATE = np.array([[0.37, 0.38], [0.63, 0.38], [0.50, 0.68]], np.float32)
 """(3, 2) template positions, as fractions of the crop size: the subject's right eye centre
 (image left), left eye centre, mouth centre. Eye centres are means of the 68-point eye contours
-(36-41, 42-47), the mouth centre the mean of 48-67."""
+(36-41, 42-47), the mouth centre the mean of 48-67. The framing keeps the whole face, brows to
+chin, with a margin: expression models need the chin of an open jaw and the forehead of raised
+brows (the eye-to-mouth / eye-to-eye ratio, 1.15, is that of an average face)."""
 
 TEMPLATE_WEIGHTS = np.array([1.0, 1.0, 0.1])
 """Least-squares weights of the three points: the eyes dominate (they land on the template within

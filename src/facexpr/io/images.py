@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from facexpr.core.errors import InputError
+from facexpr.io._files import make_public
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +163,7 @@ def write_image(path: str | Path, rgb: np.ndarray, *, quality: int = 95) -> None
     try:
         with os.fdopen(fd, "wb") as f:
             Image.fromarray(np.ascontiguousarray(a)).save(f, format=fmt, **kwargs)
+        make_public(tmp)
         os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -26,6 +26,7 @@ import numpy as np
 
 from facexpr.core.errors import ConfigError, InputError
 from facexpr.core.types import Frame
+from facexpr.io._files import make_public
 
 log = logging.getLogger(__name__)
 
@@ -494,6 +495,7 @@ class VideoWriter:
         if self._stream is None:
             self._tmp.unlink(missing_ok=True)
             raise ConfigError(f"{self.path}: no frames were written, so no video was made")
+        make_public(self._tmp)
         os.replace(self._tmp, self.path)
 
     def abort(self) -> None:

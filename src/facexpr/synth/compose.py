@@ -1,16 +1,11 @@
-"""Image composition for synthetic faces: backgrounds and landmark-based similarity alignment.
+"""Image composition for synthetic faces: backgrounds (solid, gradient, noise, user photos).
 
-The aligned crop follows a fixed 68-point template (``resources/template68.json``: the ICT FaceKit
-neutral face seen frontally, as fractions of the crop). The similarity (rotation, uniform scale,
-translation) is fitted by least squares (Umeyama 1991) on the points that expressions move least
-(eye corners and the nose), so a dropped jaw or raised brows do not shift the crop.
+Cropping uses the front-end's own alignment (:mod:`facexpr.faces.align`), so synthetic and real
+crops are framed alike.
 """
 
 from __future__ import annotations
 
-import json
-from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Literal
 
@@ -18,79 +13,10 @@ import numpy as np
 
 from facexpr.core.errors import ConfigError, InputError
 
-__all__ = [
-    "ALIGN_POINTS",
-    "BackgroundKind",
-    "align_face",
-    "draw_background",
-    "list_photos",
-    "similarity_transform",
-    "template68",
-]
+__all__ = ["BackgroundKind", "draw_background", "list_photos"]
 
 BackgroundKind = Literal["solid", "gradient", "noise", "photos"]
-# iBUG-68 points that expressions barely move: nose bridge and tip (27-35), eye corners.
-ALIGN_POINTS: tuple[int, ...] = (27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 39, 42, 45)
 _PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-
-
-@cache
-def _template_unit() -> np.ndarray:
-    text = resources.files("facexpr.synth").joinpath("resources", "template68.json").read_text()
-    pts = np.asarray(json.loads(text)["points"], np.float64)
-    pts.setflags(write=False)
-    return pts
-
-
-def template68(size: int) -> np.ndarray:
-    """Returns the (68, 2) float64 template landmarks in px of a ``size`` x ``size`` crop."""
-    return _template_unit() * size
-
-
-def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Returns the (2, 3) float64 similarity that maps ``src`` points onto ``dst`` (least squares).
-
-    Args:
-        src: (N, 2) points, N >= 2.
-        dst: (N, 2) points.
-    """
-    src = np.asarray(src, np.float64)
-    dst = np.asarray(dst, np.float64)
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    s, d = src - mu_s, dst - mu_d
-    cov = d.T @ s / len(src)
-    u, sig, vt = np.linalg.svd(cov)
-    e = np.diag([1.0, np.sign(np.linalg.det(u @ vt))])
-    r = u @ e @ vt
-    scale = float(np.trace(np.diag(sig) @ e) / (s**2).sum(1).mean())
-    m = np.zeros((2, 3))
-    m[:, :2] = scale * r
-    m[:, 2] = mu_d - scale * r @ mu_s
-    return m
-
-
-def align_face(
-    image: np.ndarray, landmarks: np.ndarray, size: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Returns the face cropped to the template, its landmarks and the transform.
-
-    Args:
-        image: (H, W, 3) uint8 RGB.
-        landmarks: (68, 2) px in ``image``.
-        size: crop side, px.
-
-    Returns:
-        ``(crop, landmarks, matrix)``: (size, size, 3) uint8 RGB; (68, 2) float32 px in the crop;
-        (2, 3) float64 affine from image to crop px.
-    """
-    import cv2
-
-    m = similarity_transform(landmarks[list(ALIGN_POINTS)], template68(size)[list(ALIGN_POINTS)])
-    crop = cv2.warpAffine(
-        image, m, (size, size), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT_101
-    )
-    pts = landmarks @ m[:, :2].T + m[:, 2]
-    return crop, pts.astype(np.float32), m
 
 
 def list_photos(folder: str | Path) -> tuple[Path, ...]:

@@ -7,9 +7,12 @@ samples come back in order and are written as :mod:`facexpr.io.shards`.
 
 Each sample: an identity (ICT FaceKit identity coefficients from N(0, 1), one ``subject_id`` per
 identity, identities shared by many samples), an expression from :class:`ExpressionSampler`, a head
-pose, a light, a skin tone and a background, rendered at ``render_size`` and cropped to ``size`` by
-a similarity alignment of the 68 projected landmarks to a fixed template
-(:func:`facexpr.synth.compose.align_face`).
+pose, a light, a skin tone and a background, rendered at ``render_size`` and cropped to ``size``
+exactly as the face front-end crops real faces (:func:`facexpr.faces.align.align_face`, same
+template), from 68 landmarks placed where the front-end places them: for ICT FaceKit avatars, the
+vertices measured to correspond to the front-end's iBUG-68 points
+(:func:`facexpr.avatars.fitting.correspondence`), not ICT's own landmark vertices, which sit up to
+2 cm away. Models trained on these crops then see real crops framed the same way.
 """
 
 from __future__ import annotations
@@ -26,9 +29,11 @@ from typing import Any
 import numpy as np
 
 from facexpr.avatars.facs import AU_NAMES, arkit_to_au
+from facexpr.avatars.fitting import correspondence
 from facexpr.core.errors import ConfigError
+from facexpr.faces.align import align_face
 from facexpr.io.shards import LabelField, Manifest, Sample, ShardWriter, encode_png, subject_split
-from facexpr.synth.compose import BackgroundKind, align_face, draw_background, list_photos
+from facexpr.synth.compose import BackgroundKind, draw_background, list_photos
 from facexpr.synth.expressions import EMOTION_LABELS, ExpressionSampler, ExpressionSamplerOptions
 
 log = logging.getLogger(__name__)
@@ -289,6 +294,18 @@ def _crop_pose(pose: tuple[float, float, float], m: np.ndarray) -> np.ndarray:
     return np.degrees(np.array([pitch, yaw, roll])).astype(np.float32)
 
 
+def _align(rig: Any, result: Any, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Returns the crop, its 68 landmarks (px in the crop) and the (2, 3) image -> crop matrix."""
+    ids = np.asarray(correspondence()["ibug68"])
+    if rig.n_vertices > ids.max() and rig.landmark_vertices is not None:  # ICT topology
+        src = result.project(ids).astype(np.float64)
+    else:  # another rig: its own landmark vertices
+        src = np.asarray(result.landmarks68, np.float64)
+    crop, m = align_face(result.image, src.astype(np.float32), size)
+    lm = src @ m[:, :2].T.astype(np.float64) + m[:, 2]
+    return crop, lm.astype(np.float32), m.astype(np.float64)
+
+
 def render_sample(scene: _Scene, index: int) -> SynthSample:
     """Returns sample ``index`` rendered in ``scene`` (deterministic in (seed, index))."""
     o = scene.options
@@ -303,7 +320,7 @@ def render_sample(scene: _Scene, index: int) -> SynthSample:
     result = scene.renderer.render(
         avatar, expr.ict_weights, pose=(pitch, yaw, roll), light=light, background=bg, skin=skin
     )
-    crop, lm, m = align_face(result.image, np.asarray(result.landmarks68), o.size)
+    crop, lm, m = _align(avatar.rig, result, o.size)
     crop_pose = _crop_pose((pitch, yaw, roll), m)
     labels: dict[str, Any] = {
         "ict_weights": expr.ict_weights,
