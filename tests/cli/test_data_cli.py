@@ -186,3 +186,45 @@ def test_dataset_build_adds_teacher_emotions(media_dir, tmp_path):
     assert np.argmax(probs["0-f1-su-ph.jpg"]) == 5  # surprise
     for p in probs.values():
         assert p.sum() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_animate_a_users_gltf_avatar(media_dir, tmp_path):
+    from facexpr.avatars.gltf import save_gltf
+    from facexpr.avatars.ict import load_ict
+    from facexpr.io import VideoReader
+
+    rig_file = tmp_path / "my_avatar.glb"
+    save_gltf(load_ict(), rig_file)
+    table = tmp_path / "clip.csv"
+    assert (
+        run(
+            "analyze",
+            str(media_dir / "single_face.mp4"),
+            "-o",
+            str(table),
+            "--blendshapes",
+            "fit",
+            "--every",
+            "9",
+        )
+        == 0
+    )
+    preview, anim = tmp_path / "preview.mp4", tmp_path / "anim.glb"
+    rc = run(
+        "animate",
+        str(table),
+        "--avatar",
+        str(rig_file),
+        "--gltf",
+        str(anim),
+        "--preview",
+        str(preview),
+    )
+    assert rc == 0
+    with VideoReader(preview) as r:
+        assert len(list(r)) == 8
+    g = pygltflib.GLTF2().load(str(anim))
+    assert len(g.meshes[0].extras["targetNames"]) >= 53
+    assert (
+        run("animate", str(table), "--avatar", str(tmp_path / "nope.glb"), "--gltf", str(anim)) == 2
+    )

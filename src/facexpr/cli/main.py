@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from facexpr import __version__
-from facexpr.core.errors import ConfigError, FacexprError
+from facexpr.core.errors import ConfigError, FacexprError, InputError
 
 log = logging.getLogger("facexpr")
 
@@ -157,7 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
         "preview video (beside the source video when given).",
     )
     an.add_argument("table", metavar="TABLE")
-    an.add_argument("--avatar", default="ict", help="avatar for glTF and preview (default: ict)")
+    an.add_argument(
+        "--avatar",
+        default="ict",
+        help="avatar name (see facexpr.avatars.list_avatars) or a .glb/.gltf file with ARKit-named "
+        "morph targets (default: ict)",
+    )
     an.add_argument("--face-id", type=int, default=None, help="face to follow (default: main)")
     an.add_argument("--livelink", metavar="CSV", help="Live Link Face CSV output")
     an.add_argument("--json", metavar="JSON", help="JSON output (fps, names, frames)")
@@ -358,11 +363,26 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _avatar(spec: str):
+    """Returns a registered avatar, or registers and returns the glTF/GLB file ``spec``."""
+    from pathlib import Path
+
+    from facexpr.avatars.avatar import get_avatar, register_gltf_avatar
+
+    path = Path(spec)
+    if path.suffix.lower() in (".glb", ".gltf"):
+        if not path.is_file():
+            raise InputError(path, "avatar file not found")
+        name = f"file:{path.resolve()}"
+        register_gltf_avatar(name, path)
+        return get_avatar(name)
+    return get_avatar(spec)
+
+
 def cmd_animate(args: argparse.Namespace) -> int:
     from facexpr.analyze.table import ExpressionTable
     from facexpr.animate.retarget import track_from_table
     from facexpr.avatars import export
-    from facexpr.avatars.avatar import get_avatar
 
     outputs = (args.livelink, args.json, args.gltf, args.preview)
     if not any(outputs):
@@ -376,7 +396,7 @@ def cmd_animate(args: argparse.Namespace) -> int:
         )
     if args.json:
         written.append(export.write_json(args.json, track.weights, fps=track.fps))
-    avatar = get_avatar(args.avatar) if (args.gltf or args.preview) else None
+    avatar = _avatar(args.avatar) if (args.gltf or args.preview) else None
     if args.gltf:
         weights = track.weights @ avatar.arkit_matrix().T
         written.append(export.write_gltf_animation(args.gltf, avatar.rig, weights, fps=track.fps))
