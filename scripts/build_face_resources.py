@@ -2,7 +2,7 @@
 
 Run from the repository root, with the shared assets checked out beside it::
 
-    python src/facexpr/faces/resources/build_resources.py \
+    python scripts/build_face_resources.py \
         ../shared/assets/ict-facekit/ict_facekit.npz
 
 The ICT FaceKit (USC ICT, MIT licence) neutral mesh is in cm with +y up, the face looking to +z
@@ -26,7 +26,7 @@ def main(npz_path: str) -> None:
     pts = data["neutral"][data["landmarks68"]].astype(np.float64) * 10.0  # cm -> mm
     pts = pts * np.array([1.0, -1.0, -1.0])
     pts -= pts.mean(0)
-    out = Path(__file__).resolve().parent / "ict68_mm.json"
+    out = Path(__file__).resolve().parents[1] / "src/facexpr/faces/resources/ict68_mm.json"
     doc = {
         "source": "ICT FaceKit neutral[landmarks68] (USC ICT, MIT licence), ict_facekit.npz",
         "units": "mm",

@@ -3,10 +3,10 @@
 dlib's predictor model is non-commercial and ~100 MB, so it is never a dependency: install it in a
 throwaway venv and run the two steps from the repository root::
 
-    .venv/bin/python src/facexpr/faces/resources/compare_dlib.py dump /tmp/meshes.npz
+    .venv/bin/python scripts/compare_dlib_landmarks.py dump /tmp/meshes.npz
     python3 -m venv /tmp/dlibvenv
     /tmp/dlibvenv/bin/pip install dlib-bin face-recognition-models numpy opencv-python-headless
-    /tmp/dlibvenv/bin/python src/facexpr/faces/resources/compare_dlib.py compare /tmp/meshes.npz
+    /tmp/dlibvenv/bin/python scripts/compare_dlib_landmarks.py compare /tmp/meshes.npz
 
 ``dump`` runs the front-end on the photos and saves the 468-point meshes; ``compare`` runs dlib's
 HOG detector and predictor, pairs faces by centre, and prints the mean point error normalised by
@@ -22,7 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-MEDIA = Path(__file__).resolve().parents[5] / "shared" / "fixtures" / "media"
+MEDIA = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "media"
 PHOTOS = [
     "single_face.jpg",
     "multi_face.jpg",
@@ -58,7 +58,7 @@ def compare(path: str) -> None:
 
     detector = dlib.get_frontal_face_detector()
     predictor = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
-    table = Path(__file__).resolve().parent / "mesh_to_ibug68.json"
+    table = Path(__file__).resolve().parents[1] / "src/facexpr/faces/resources/mesh_to_ibug68.json"
     idx = json.loads(table.read_text())["indices"]
     errors = []
     for name, meshes in np.load(path).items():
