@@ -102,3 +102,25 @@ def test_measured_correspondence_is_on_the_face():
         assert ((ids >= 0) & (ids <= 9408)).all()  # ICT's face part
         assert np.median(c[f"residual_{name}"]) < 0.05  # in inter-ocular distances
     assert len(set(c["mesh468"])) >= 460
+
+
+def test_antagonist_channels_are_not_both_used(model):
+    from facexpr.avatars.fitting import ANTAGONISTS, _antagonist_matrix
+
+    p = _antagonist_matrix(model.channel_names)
+    assert (p == p.T).all()
+    assert p.sum() == 2 * sum(a in ICT_CHANNELS and b in ICT_CHANNELS for a, b in ANTAGONISTS)
+    # a face with the jaw shifted left: the fit must not pair it with jawRight
+    w, ident, rot, tr = _scene(model, 6, seed=7)
+    w[:] = 0
+    w[:, ICT_CHANNELS.index("jawLeft")] = 0.7
+    lm = project_model(model, w, ident, rot, tr, SIZE)
+    fit = fit_landmarks(lm, SIZE, model, FitOptions(antagonist=0.5))
+    both = (
+        fit.weights[:, ICT_CHANNELS.index("jawLeft")]
+        * fit.weights[:, ICT_CHANNELS.index("jawRight")]
+    )
+    assert both.max() < 0.05
+    assert fit.weights[:, ICT_CHANNELS.index("jawLeft")].mean() > 0.4
+    with pytest.raises(ConfigError, match="antagonist must be >= 0"):
+        FitOptions(antagonist=-1)

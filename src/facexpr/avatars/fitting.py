@@ -231,6 +231,8 @@ class FitOptions:
             data term sum_i c_i (error_i / inter-ocular distance)^2; tuned on synthetic renders
             of seeds other than the benchmark's.
         temporal: weight of squared frame-to-frame weight differences (video).
+        antagonist: weight of the products w_a * w_b of antagonist channels (jawLeft and
+            jawRight, ...: :data:`ANTAGONISTS`), alternating solver only.
         huber: Huber transition in units of the inter-ocular distance.
         max_residual: fits with mean error / inter-ocular distance above this are unreliable.
         fit_identity: solve for identity (else neutral identity).
@@ -243,6 +245,7 @@ class FitOptions:
     identity_prior: float = 1e-2
     expression_l1: float = 1e-2
     temporal: float = 0.0
+    antagonist: float = 0.05
     huber: float = 0.05
     max_residual: float = 0.06
     fit_identity: bool = True
@@ -256,7 +259,14 @@ class FitOptions:
             raise ConfigError(f"iterations must be >= 1, not {self.iterations}")
         if self.lr <= 0:
             raise ConfigError(f"lr must be > 0, not {self.lr}")
-        for name in ("identity_prior", "expression_l1", "temporal", "huber", "max_residual"):
+        for name in (
+            "identity_prior",
+            "expression_l1",
+            "temporal",
+            "antagonist",
+            "huber",
+            "max_residual",
+        ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, not {getattr(self, name)}")
 
@@ -495,6 +505,34 @@ def _project_np(pts: np.ndarray, f: float, c: np.ndarray) -> np.ndarray:
     return pts[..., :2] / np.maximum(pts[..., 2:3], 1e-3) * f + c
 
 
+ANTAGONISTS: tuple[tuple[str, str], ...] = (
+    ("jawLeft", "jawRight"),
+    ("mouthLeft", "mouthRight"),
+    ("eyeLookIn_L", "eyeLookOut_L"),
+    ("eyeLookIn_R", "eyeLookOut_R"),
+    ("eyeLookUp_L", "eyeLookDown_L"),
+    ("eyeLookUp_R", "eyeLookDown_R"),
+    ("mouthSmile_L", "mouthFrown_L"),
+    ("mouthSmile_R", "mouthFrown_R"),
+    ("mouthShrugLower", "mouthRollLower"),
+    ("eyeWide_L", "eyeBlink_L"),
+    ("eyeWide_R", "eyeBlink_R"),
+)
+"""Channel pairs that move the face in opposite directions: a fit that uses both at once explains
+something else (identity, a landmark offset) with two cancelling actions."""
+
+
+def _antagonist_matrix(names: tuple[str, ...]) -> np.ndarray:
+    """Returns the (C, C) symmetric matrix P with P[a, b] = 1 for antagonist pairs (w'Pw/2 =
+    sum of w_a * w_b)."""
+    idx = {n: i for i, n in enumerate(names)}
+    p = np.zeros((len(names), len(names)))
+    for a, b in ANTAGONISTS:
+        if a in idx and b in idx:
+            p[idx[a], idx[b]] = p[idx[b], idx[a]] = 1.0
+    return p
+
+
 def _bounded_lsq(h: np.ndarray, g: np.ndarray, w: np.ndarray, sweeps: int = 20) -> np.ndarray:
     """Minimises 0.5 w'Hw - g'w over the box [0, 1]^C by projected coordinate descent.
 
@@ -585,6 +623,8 @@ def _fit_alternating(
             lap[:-1] += 1
             h = h + o.temporal * lap[:, :, None] * np.eye(w.shape[1])[None]
             g = g + o.temporal * nb
+        if o.antagonist > 0:
+            h = h + o.antagonist * _antagonist_matrix(model.channel_names)[None]
         w = _bounded_lsq(h, g, w.copy())
         if not fixed_identity and model.n_identity:
             a_id, r_id = linearise(shapes(), ident_b)
