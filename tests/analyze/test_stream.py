@@ -71,3 +71,42 @@ def test_unopenable_camera_is_an_input_error(monkeypatch):
     monkeypatch.setattr(webcam.cv2, "VideoCapture", Closed)
     with Analyzer() as a, pytest.raises(InputError, match="webcam:3"):
         next(a.analyze_stream(3))
+
+
+class _StopAfter(Analyzer):
+    """An Analyzer whose user presses Ctrl-C after ``n`` frames."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.n = n
+
+    def iter_results(self, source):
+        for i, item in enumerate(super().iter_results(source)):
+            if i == self.n:
+                raise KeyboardInterrupt
+            yield item
+
+
+def test_stopping_a_webcam_keeps_its_table(camera, tmp_path):
+    from facexpr.analyze import run_batch
+    from facexpr.io.tables import read_table
+
+    with _StopAfter(12) as a:
+        report = run_batch(a, ["webcam:0"], tmp_path / "cam.csv")
+    assert report.ok
+    assert report.written == [tmp_path / "cam.csv"]
+    df = read_table(tmp_path / "cam.csv")
+    assert len(df) == 12
+    assert df["success"].sum() >= 11
+
+
+def test_interrupting_a_video_keeps_the_rows_as_partial(media_dir, tmp_path):
+    from facexpr.analyze import run_batch
+    from facexpr.io.tables import read_table
+
+    out = tmp_path / "clip.csv"
+    with _StopAfter(20) as a, pytest.raises(KeyboardInterrupt):
+        run_batch(a, [media_dir / "single_face.mp4"], out)
+    assert not out.exists()  # not complete, so --resume will redo it
+    partial = tmp_path / "clip.csv.partial"
+    assert len(read_table(partial, "csv")) == 20

@@ -177,6 +177,13 @@ def run_batch(
             ann = _annotation_path(ann_root, src, names[i], len(sources))
         try:
             frames, faces = _analyze_one(analyzer, src, table, fmt, ann, progress)
+        except _StreamStopped as stop:  # Ctrl-C on a webcam: keep its table, end the batch
+            report.written.append(table)
+            if ann is not None:
+                report.annotated.append(ann)
+            report.frames += stop.frames
+            report.faces += stop.faces
+            break
         except FacexprError as e:
             report.failures.append(Failure(src.path, str(e)))
             log.info("failed: %s", e)  # reported once, in the summary
@@ -218,7 +225,22 @@ def _analyze_one(
                 unit="frame",
                 leave=False,
             )
-        for frame, result in analyzer.iter_results(src):
+        stopped = False
+        frames = analyzer.iter_results(src)
+        while True:
+            try:
+                frame, result = next(frames)
+            except StopIteration:
+                break
+            except KeyboardInterrupt:
+                if src.kind != "webcam":
+                    if chunk:
+                        writer.write(frames_to_dataframe(chunk, groups))
+                    kept = writer.keep_partial()
+                    log.warning("%s: interrupted; rows so far kept in %s", src.path, kept)
+                    raise
+                stopped = True  # a live stream ends when the user stops it: finish its table
+                break
             chunk.append(result)
             n_frames += 1
             n_faces += len(result.faces)
@@ -246,6 +268,10 @@ def _analyze_one(
         writer.close()
         if video_out is not None:
             video_out.close()
+        if stopped:
+            raise _StreamStopped(n_frames, n_faces)
+    except _StreamStopped:
+        raise
     except BaseException:
         writer.abort()
         if video_out is not None:
@@ -255,6 +281,14 @@ def _analyze_one(
         if bar is not None:
             bar.close()
     return n_frames, n_faces
+
+
+class _StreamStopped(Exception):
+    """A live stream was stopped by the user; its table is complete."""
+
+    def __init__(self, frames: int, faces: int) -> None:
+        super().__init__(frames, faces)
+        self.frames, self.faces = frames, faces
 
 
 def failures_table(report: BatchReport) -> pd.DataFrame:

@@ -108,8 +108,22 @@ class TableWriter:
             self._parquet.close()
         os.replace(self._tmp, self.path)
 
+    def keep_partial(self) -> Path:
+        """Flushes what was written into ``<target>.partial`` and stops, keeping that file (the
+        target is not created, so a resumed run redoes the input); returns the partial path."""
+        if self._fh is not None:
+            self._fh.flush()
+            self._fh.close()
+        if self._parquet is not None:
+            self._parquet.close()
+        self._fh = self._parquet = None
+        self._closed = True
+        return self._tmp
+
     def abort(self) -> None:
         """Drops the partial file; the target is left as it was."""
+        if self._closed and self._fh is None and self._parquet is None and self._tmp.exists():
+            return  # keep_partial() was called: the partial file is kept on purpose
         self._closed = True
         for h in (self._fh, self._parquet):
             if h is not None:
