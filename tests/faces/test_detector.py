@@ -90,3 +90,23 @@ def test_as_rgb_converts_and_rejects() -> None:
         as_rgb(np.zeros((4, 5, 3), np.float32))
     with pytest.raises(InputError, match="must be"):
         as_rgb(np.zeros((4, 5, 2), np.uint8))
+
+
+def test_tiles_find_small_faces_in_big_images(load_rgb) -> None:
+    import cv2
+
+    group = load_rgb("multi_face.jpg")
+    small = cv2.resize(group, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+    canvas = np.full((2400, 3200, 3), 120, np.uint8)  # faces of ~45 px in a 3200 px frame
+    canvas[1800 : 1800 + small.shape[0], 2000 : 2000 + small.shape[1]] = small
+    tiled = FaceDetector(FaceDetectorOptions()).detect(canvas)
+    whole = FaceDetector(FaceDetectorOptions(tile_above=0)).detect(canvas)
+    assert len(tiled) == 5
+    assert len(whole) <= 2
+    for d in tiled:  # every box lies on the pasted photo
+        assert d.box[0] >= 2000 - 5
+        assert d.box[2] <= 2000 + small.shape[1] + 5
+        assert d.box[1] >= 1800 - 5
+        assert d.box[3] <= 1800 + small.shape[0] + 5
+    with pytest.raises(ConfigError, match="tile_size"):
+        FaceDetectorOptions(tile_size=100)
