@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import git_commit
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ROOT.parent / "shared/fixtures/media/WolfgangLanger_Pexels.mp4"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -89,9 +91,7 @@ def main() -> None:
                     f"{r['faces_per_s']:7.1f} faces/s  peak {r['peak_rss_mb']:6.0f} MB"
                 )
     RESULTS.mkdir(exist_ok=True)
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-    ).stdout.strip()
+    commit = git_commit()
     (RESULTS / "analyze.json").write_text(
         json.dumps(
             {

@@ -16,12 +16,12 @@ import argparse
 import dataclasses
 import json
 import platform
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 
+from _common import git_commit
 from facexpr.analyze.blendshapes import BlendshapeFitter
 from facexpr.avatars.avatar import get_avatar
 from facexpr.avatars.facs import AU_NAMES, arkit_to_au
@@ -121,9 +121,7 @@ def main() -> None:
         f"mean MAE {np.mean([m for _, _, m in rows]):.3f}"
     )
     RESULTS.mkdir(exist_ok=True)
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
+    commit = git_commit()
     (RESULTS / ("fit_synthetic_oracle.json" if args.oracle else "fit_synthetic.json")).write_text(
         json.dumps(
             {

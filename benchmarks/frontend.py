@@ -27,22 +27,10 @@ import sys
 import time
 from pathlib import Path
 
+from _common import git_commit
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_VIDEO = REPO.parent / "shared" / "fixtures" / "media" / "WolfgangLanger_Pexels.mp4"
-
-
-def _commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=REPO,
-        )
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def _worker(video: str, threads: int, repeat: int) -> dict:
@@ -138,7 +126,7 @@ def main() -> None:
     result = {
         "benchmark": "faces.frontend",
         "video": str(args.video),
-        "commit": _commit(),
+        "commit": git_commit(),
         "machine": {
             "platform": platform.platform(),
             "processor": platform.processor() or platform.machine(),

@@ -24,21 +24,12 @@ os.environ.setdefault("LP_NUM_THREADS", "0")
 import argparse  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
-import subprocess  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-
-def _commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        )
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+from _common import git_commit  # noqa: E402
 
 
 def main() -> None:
@@ -97,7 +88,7 @@ def main() -> None:
         "gl_renderer": gl.get("GL_RENDERER"),
         "cpu": platform.processor() or platform.machine(),
         "load_average": os.getloadavg(),
-        "commit": _commit(),
+        "commit": git_commit(),
         "rows": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

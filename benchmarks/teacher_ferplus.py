@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ import cv2
 import numpy as np
 import torch
 
+from _common import git_commit
 from facexpr.io.datasets import EMOTIONS, FER2013_TO_FERPLUS, FerPlus
 from facexpr.nn.teachers import (
     FER2013_LABELS,
@@ -42,13 +42,6 @@ from facexpr.nn.teachers import (
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def _commit() -> str:
-    try:
-        return subprocess.check_output(["git", "rev-parse", "HEAD"], cwd=ROOT, text=True).strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def evaluate(
@@ -128,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         "label_map_fer2013_to_ferplus": {
             FER2013_LABELS[i]: EMOTIONS[j] for i, j in enumerate(FER2013_TO_FERPLUS)
         },
-        "commit": _commit(),
+        "commit": git_commit(),
         "device": f"cpu ({platform.processor() or platform.machine()}), torch {torch.__version__}",
         "python": sys.version.split()[0],
         "results": results,
