@@ -156,7 +156,7 @@ def test_preview_video_errors(tmp_path: Path) -> None:
             tmp_path / "x.mp4", get_avatar("ict"), np.zeros((2, 52)), pose=np.zeros((3, 3))
         )
     (tmp_path / "bad.mp4").write_bytes(b"not a video")
-    with pytest.raises(InputError, match="cannot open video"):
+    with pytest.raises(InputError, match=r"bad\.mp4: not a video FFmpeg can read"):
         write_preview_video(
             tmp_path / "x.mp4",
             get_avatar("ict"),

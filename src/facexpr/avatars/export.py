@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from facexpr.core.arkit import ARKIT_NAMES, ICT_CHANNELS, arkit_to_ict_matrix, ict_to_arkit_matrix
-from facexpr.core.errors import ConfigError, InputError, MissingDependencyError
+from facexpr.core.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
     from facexpr.avatars.avatar import Avatar
@@ -288,66 +288,43 @@ def write_preview_video(
     Raises:
         ConfigError: bad shapes or options.
         InputError: the source video cannot be read.
-        MissingDependencyError: PyAV is missing.
     """
-    try:
-        import av
-    except ImportError as e:
-        raise MissingDependencyError("av", "all", "writing a preview video") from e
     import cv2
 
     from facexpr.avatars.render import Renderer, RenderOptions
+    from facexpr.io.video import VideoReader, VideoWriter
 
     w = _for_channels(avatar.channel_names, weights)
     if size < 16 or size % 2:
         raise ConfigError(f"write_preview_video: size must be an even number >= 16, got {size}")
     if pose is not None and np.asarray(pose).shape != (len(w), 3):
         raise ConfigError(f"write_preview_video: pose must be ({len(w)}, 3), got {np.shape(pose)}")
-    src = None
-    if source_video is not None:
+    reader = VideoReader(source_video) if source_video is not None else None
+    src_frames = iter(reader) if reader is not None else None
+    it: Sequence[int] | Any = range(len(w))
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(it, desc="preview", unit="frame")
+    with (
+        Renderer(RenderOptions(width=size, height=size)) as renderer,
+        VideoWriter(path, fps) as out,
+    ):
         try:
-            src = av.open(str(source_video))
-        except (av.error.FFmpegError, OSError) as e:
-            raise InputError(source_video, f"cannot open video ({e})") from e
-    src_frames = src.decode(video=0) if src is not None else None
-    renderer = Renderer(RenderOptions(width=size, height=size))
-    path = Path(path)
-    tmp = _atomic_path(path).with_suffix(".partial.mp4")
-    rate = round(fps * 1000)
-    out = av.open(str(tmp), "w")
-    try:
-        stream: Any = None
-        it: Sequence[int] | Any = range(len(w))
-        if progress:
-            from tqdm import tqdm
-
-            it = tqdm(it, desc="preview", unit="frame")
-        for i in it:
-            p = None if pose is None else np.asarray(pose[i], np.float32)
-            img = renderer.render(avatar, w[i], pose=p).image
-            if src_frames is not None:
-                frame = next(src_frames, None)
-                if frame is None:
-                    left = np.zeros_like(img)
-                else:
-                    arr = frame.to_ndarray(format="rgb24")
-                    width = round(arr.shape[1] * size / arr.shape[0] / 2) * 2
-                    left = cv2.resize(arr, (width, size), interpolation=cv2.INTER_AREA)
-                img = np.concatenate([left, img], axis=1)
-            if stream is None:
-                from fractions import Fraction
-
-                stream = out.add_stream("libx264", rate=Fraction(rate, 1000))
-                stream.width, stream.height = img.shape[1], img.shape[0]
-                stream.pix_fmt = "yuv420p"
-            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    finally:
-        out.close()
-        if src is not None:
-            src.close()
-        renderer.close()
-    os.replace(tmp, path)
-    return path
+            for i in it:
+                p = None if pose is None else np.asarray(pose[i], np.float32)
+                img = renderer.render(avatar, w[i], pose=p).image
+                if src_frames is not None:
+                    frame = next(src_frames, None)
+                    if frame is None:  # the source ran out: black on the left
+                        left = np.zeros_like(img)
+                    else:
+                        arr = frame.image
+                        width = round(arr.shape[1] * size / arr.shape[0] / 2) * 2
+                        left = cv2.resize(arr, (width, size), interpolation=cv2.INTER_AREA)
+                    img = np.concatenate([left, img], axis=1)
+                out.write(img)
+        finally:
+            if reader is not None:
+                reader.close()
+    return Path(path)
