@@ -148,3 +148,11 @@ def test_finished_dataset_needs_overwrite(tmp_path: Path) -> None:
         w.write(_samples(1)[0])
     assert read_manifest(tmp_path).n_samples == 1
     assert sorted(p.name for p in tmp_path.glob("shard-*")) == ["shard-000000.tar"]
+
+
+def test_output_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(InputError, match=r"f: is not a folder"):
+        _writer(tmp_path / "f")
+    with pytest.raises(InputError, match=r"cannot create the dataset folder"):
+        _writer(tmp_path / "f" / "sub")

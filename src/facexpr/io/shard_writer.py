@@ -129,6 +129,12 @@ class ShardWriter:
         self._keys: set[str] = set()
         self.resumed_subjects: list[str] = []
         self._closed = False
+        if self.out_dir.exists() and not self.out_dir.is_dir():
+            raise InputError(self.out_dir, "is not a folder; a dataset is written into a folder")
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise InputError(self.out_dir, f"cannot create the dataset folder ({e.strerror})") from e
         self._lock = FolderLock(self.out_dir, created_by).acquire()
         try:
             self._prepare(overwrite, resume)
