@@ -667,3 +667,44 @@ def test_importing_shards_does_not_import_torch() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     ).stdout.split()
     assert out == ["False", "True"]
+
+
+def test_more_hostile_shards(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import facexpr.io._checks
+    from facexpr.io.shards import ShardInfo, decode_png, encode_png, iter_shard, shard_path
+
+    with pytest.raises(InputError, match=r"x\.png: not a readable PNG image \(corrupt image data"):
+        decode_png(_png_header_only(4, 4) + b"\x00" * 64, "x.png")
+    with pytest.raises(InputError, match=r"shard name '\.\./x\.tar' must be a plain file name"):
+        shard_path(tmp_path, ShardInfo("../x.tar", "0" * 64, 1, 1))
+    png = encode_png(np.zeros((2, 2, 3), np.uint8))
+    p = _tar_items(tmp_path, [("a.png", png), ("a.png", png)])
+    with pytest.raises(InputError, match=r"sample 'a' has two \.png members"):
+        list(iter_shard(p, SCHEMA))
+    p = _tar_items(tmp_path, [("a.png", png * 50), ("a.json", b"{}")])
+    p.write_bytes(p.read_bytes()[:1500])  # ends inside the first member's data
+    with pytest.raises(InputError, match=r"x\.tar:a\.png: unreadable member \(unexpected end"):
+        list(iter_shard(p, SCHEMA))
+    _write(tmp_path / "ds")
+    monkeypatch.setattr(facexpr.io._checks, "MAX_JSON_FILE_BYTES", 100)
+    with pytest.raises(InputError, match=r"manifest\.json: manifest is larger than 100 bytes"):
+        read_manifest(tmp_path / "ds")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda m: m["shards"][0].pop("name"), r"'shards'\[0\] lacks 'name'"),
+        (lambda m: m["fields"][0].pop("dtype"), r"'fields'\[0\] lacks 'dtype'"),
+        (lambda m: m["fields"][0].update(shape=[1] * 9), r"'fields'\[0\]\.shape has 9 dim"),
+        (lambda m: m["fields"].append(m["fields"][0]), r"'fields' has duplicate names"),
+        (lambda m: m.pop("shards"), r"lacks 'shards'"),
+    ],
+)
+def test_manifest_missing_entries_are_named(tmp_path: Path, change, message: str) -> None:
+    _write(tmp_path)
+    m = _manifest(tmp_path)
+    change(m)
+    _set_manifest(tmp_path, m)
+    with pytest.raises(InputError, match=message):
+        read_manifest(tmp_path)
