@@ -134,7 +134,9 @@ class ShardWriter:
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise InputError(self.out_dir, f"cannot create the dataset folder ({e.strerror})") from e
+            raise InputError(
+                self.out_dir, f"cannot create the dataset folder ({e.strerror})"
+            ) from e
         self._lock = FolderLock(self.out_dir, created_by).acquire()
         try:
             self._prepare(overwrite, resume)
@@ -222,7 +224,11 @@ class ShardWriter:
                 f"({diff}); use the same options, another folder, or --overwrite"
             )
         kept: list[ShardInfo] = []
-        for info in listed:
+        for i, info in enumerate(listed):
+            if info.name != f"shard-{i:06d}.tar":
+                log.warning("%s: listed as shard %d; it and what follows are written again",
+                            info.name, i)  # fmt: skip
+                break
             try:
                 keys, subjects = self._verify_shard(info)
             except InputError as e:
