@@ -462,6 +462,10 @@ def test_shard_that_is_a_fifo_is_refused_without_blocking(tmp_path: Path) -> Non
     os.mkfifo(tmp_path / "shard-000003.tar")
     with pytest.raises(InputError, match=r"shard-000003\.tar: shard is not a regular file"):
         list(ShardDataset(tmp_path, shuffle_buffer=0))
+    (tmp_path / "shard-000003.tar").unlink()
+    os.symlink("shard-000003.tar", tmp_path / "shard-000003.tar")  # a link to itself
+    with pytest.raises(InputError, match=r"shard-000003\.tar: cannot be resolved"):
+        list(ShardDataset(tmp_path, shuffle_buffer=0))
 
 
 def test_truncated_shard_is_named_by_its_size(tmp_path: Path) -> None:

@@ -142,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--identities",
         type=_positive_int,
         default=None,
-        help="number of distinct identities (default: about n / 20)",
+        help="number of distinct identities (default: n / 50, at least 1)",
     )
     sy.add_argument(
         "--backgrounds", metavar="DIR", default=None, help="folder of photos to use as backgrounds"

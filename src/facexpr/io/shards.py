@@ -449,8 +449,11 @@ def shard_path(dataset_dir: str | Path, info: ShardInfo) -> Path:
     problem = _shard_name_problem(info.name)
     if problem:
         raise InputError(folder / MANIFEST, f"shard name {info.name!r} {problem}")
-    root = folder.resolve()
-    real = path.resolve()
+    try:
+        root = folder.resolve()
+        real = path.resolve()
+    except (OSError, RuntimeError) as e:  # a link loop (RuntimeError before Python 3.13)
+        raise InputError(path, f"cannot be resolved ({e}); never read") from None
     if real.parent != root:
         raise InputError(
             path,
