@@ -94,7 +94,7 @@ def read_regular_file(path: Path, limit: int, *, exact: int | None = None, owner
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise InputError(owner, f"{what} is not a regular file")
-        want = exact if exact is not None else limit + 1
+        want = exact if exact is not None else min(st.st_size, limit) + 1
         if st.st_size > limit and exact is None:
             raise InputError(owner, f"{what} is {st.st_size} bytes, more than the {limit} allowed")
         chunks, got = [], 0
@@ -143,6 +143,8 @@ class GltfDoc:
         self.path = path
         self.limits = limits
         data = read_regular_file(path, limits.file_bytes, owner=path)
+        if not data:
+            self.fail("empty file (0 bytes)")
         self.bin: bytes | None = None
         if data[:4] == _GLB_MAGIC:
             text = self._parse_glb(data)

@@ -321,11 +321,12 @@ def load_gltf(
         key = (p.node, attrs["POSITION"])
         if key not in offsets:
             v = doc.accessor(attrs["POSITION"], f"{p.where} POSITION", ("VEC3",))
-            v = v.astype(np.float64) @ lin.T + p.matrix[:3, 3]
+            with np.errstate(over="ignore", invalid="ignore"):  # checked just below
+                v = (v.astype(np.float64) @ lin.T + p.matrix[:3, 3]).astype(np.float32)
             if not np.isfinite(v).all():
                 doc.fail(f"{p.where}: vertex positions are not finite after the node transform")
             offsets[key] = n_verts
-            positions.append(v.astype(np.float32))
+            positions.append(v)
             if attrs.get("TEXCOORD_0") is None:
                 uvs.append(None)
             else:  # glTF's UV origin is the top left; ours (OBJ's) the bottom left.
@@ -336,7 +337,8 @@ def load_gltf(
                 if t.get("POSITION") is None:
                     continue
                 d = doc.accessor(t["POSITION"], f"{p.where} morph target {k}", ("VEC3",))
-                d = (d.astype(np.float64) @ lin.T).astype(np.float32)
+                with np.errstate(over="ignore", invalid="ignore"):
+                    d = (d.astype(np.float64) @ lin.T).astype(np.float32)
                 if not np.isfinite(d).all():
                     doc.fail(f"{p.where}: morph target {k} is not finite after the node transform")
                 low = tnames[k].lower()
