@@ -75,7 +75,9 @@ def test_denial_of_service_fails_fast_under_a_memory_limit(corpus, name: str) ->
             out = {{"error": "InputError", "message": str(e)}}
         except BaseException as e:
             out = {{"error": type(e).__name__, "message": str(e)}}
-        out["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        # VmHWM: peak RSS of this process image (ru_maxrss would include the forking parent's)
+        hwm = [x for x in open("/proc/self/status") if x.startswith("VmHWM")][0]
+        out["maxrss_mb"] = int(hwm.split()[1]) / 1024
         print(json.dumps(out))
     """)
     env = {**os.environ, "PYTHONPATH": str(SRC), "OPENBLAS_NUM_THREADS": "1"}
