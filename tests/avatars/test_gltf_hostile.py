@@ -166,3 +166,22 @@ def test_save_leaves_no_partial_and_never_follows_a_planted_link(tmp_path: Path)
         "in.glb", "out.glb", "out.glb.partial", "victim.txt",
     ]  # fmt: skip
     assert load_gltf(tmp_path / "out.glb").n_channels == 2
+
+
+def test_a_link_swapped_in_after_resolving_is_caught(tmp_path: Path, monkeypatch) -> None:
+    """The opened file's real path is checked again (a race between resolve and open)."""
+    from facexpr.avatars import _gltf_doc
+
+    folder = tmp_path / "avatar"
+    folder.mkdir()
+    (tmp_path / "canary.bin").write_bytes(CANARY * 8)
+    _, blob = rig_doc(2)
+    (folder / "mesh.bin").write_bytes(blob)
+    path = _write_split(folder, "mesh.bin", blob)
+    # As if mesh.bin became a link to the canary between the check and the open:
+    monkeypatch.setattr(
+        _gltf_doc.GltfDoc, "_confined", lambda self, uri, where: tmp_path / "canary.bin"
+    )
+    with pytest.raises(InputError, match="leads outside the glTF file's folder") as e:
+        load_gltf(path)
+    assert e.value.path == str(path)

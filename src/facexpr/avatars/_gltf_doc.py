@@ -76,11 +76,15 @@ def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def read_regular_file(path: Path, limit: int, *, exact: int | None = None, owner: Path) -> bytes:
+def read_regular_file(
+    path: Path, limit: int, *, exact: int | None = None, owner: Path, inside: Path | None = None
+) -> bytes:
     """Returns the bytes of a regular file, at most ``limit`` (or exactly ``exact``) of them.
 
     Opened without blocking (a FIFO never hangs) and checked with ``fstat`` after opening, so
-    what is read is what was checked. Errors name ``owner`` (the glTF file).
+    what is read is what was checked; with ``inside``, the opened file's real path is checked to
+    lie in that folder (a link swapped in after the URI was resolved is caught). Errors name
+    ``owner`` (the glTF file).
     """
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     if path != owner:
@@ -92,6 +96,10 @@ def read_regular_file(path: Path, limit: int, *, exact: int | None = None, owner
         raise InputError(owner, f"cannot open {what} ({e.strerror})") from None
     try:
         st = os.fstat(fd)
+        if inside is not None and os.path.exists(f"/proc/self/fd/{fd}"):
+            real = Path(os.readlink(f"/proc/self/fd/{fd}"))
+            if not real.is_relative_to(inside):
+                raise InputError(owner, f"{what} leads outside the glTF file's folder")
         if not stat.S_ISREG(st.st_mode):
             raise InputError(owner, f"{what} is not a regular file")
         want = exact if exact is not None else min(st.st_size, limit) + 1
@@ -269,8 +277,9 @@ class GltfDoc:
             data = self._data_uri(uri, length, where)
         else:
             data = read_regular_file(
-                self._confined(uri, where), length, exact=length, owner=self.path
-            )
+                self._confined(uri, where), length, exact=length, owner=self.path,
+                inside=self.path.parent.resolve(),
+            )  # fmt: skip
         self._buffers[i] = data
         return data
 
