@@ -166,6 +166,7 @@ def hostile_cases(folder: Path) -> list[tuple[str, Path, str]]:
     add("node_nan_matrix", lambda d, b: d["nodes"][0].update(scale=[1, "x", 1]), "finite")
     add("node_huge_scale", lambda d, b: d["nodes"][0].update(scale=[1e300, 1e300, 1e300]),
         "not finite after the node transform")  # fmt: skip
+    add("too_many_instances", _many_instances, "more than the 100000 primitives allowed")
     add("too_many_nodes", lambda d, b: d.update(nodes=[{}] * 100_001), "more than 100000 nodes")
 
     # --- accessors and views that claim more than the file holds
@@ -215,7 +216,7 @@ def hostile_cases(folder: Path) -> list[tuple[str, Path, str]]:
         doc["meshes"][0]["primitives"].append(p)
 
     add("primitive_target_counts_differ", prims_disagree, "glTF requires the same number")
-    add("too_many_targets", _many_targets, "1025 morph targets, more than the 1024 allowed")
+    add("too_many_targets", _many_targets, "more than the 1024 morph targets allowed")
     add("deltas_too_big", _huge_zero_targets, "MiB, more than the 1024 MiB allowed")
     add("duplicate_target_names",
         lambda d, b: d["meshes"][0]["extras"].update(targetNames=["jawOpen", "JAWOPEN"]),
@@ -272,3 +273,11 @@ def _huge_zero_targets(doc: dict, blob: bytearray) -> None:
     prim.pop("indices")
     prim["targets"] = [{"POSITION": big}] * 100
     doc["meshes"][0]["extras"]["targetNames"] = [f"t{k}" for k in range(100)]
+
+
+def _many_instances(doc: dict, blob: bytearray) -> None:
+    # 1,000 nodes instancing a mesh of 200 point primitives: 200,000 primitives from 60 kB.
+    prim = {"attributes": {"POSITION": 0}, "mode": 0}
+    doc["meshes"][0]["primitives"] = [prim] * 200
+    doc["meshes"][0]["extras"] = {}
+    doc["nodes"] = [{"children": list(range(1, 1001))}] + [{"mesh": 0}] * 1000

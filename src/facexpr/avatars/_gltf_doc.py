@@ -57,6 +57,7 @@ class Limits:
         delta_bytes: bytes of the (channels, vertices, 3) float32 morph deltas.
         triangles: triangles of the whole scene.
         nodes: nodes of the file.
+        primitives: mesh primitives of the whole scene (after instancing).
     """
 
     file_bytes: int = 1 << 30
@@ -67,6 +68,7 @@ class Limits:
     delta_bytes: int = 1 << 30
     triangles: int = 8_000_000
     nodes: int = 100_000
+    primitives: int = 100_000
 
 
 LIMITS = Limits()

@@ -189,78 +189,103 @@ class _Prim:
     n_vertices: int
 
 
+@dataclass(frozen=True)
+class _MeshPrim:
+    where: str
+    prim: dict
+    mode: int
+    names: list[str]
+    position: Any
+    n_vertices: int
+    n_triangles: int
+
+
+def _check_mesh(doc: GltfDoc, mesh_i: int, channels: set[str]) -> list[_MeshPrim]:
+    """Returns the checked triangle primitives of a mesh (done once per mesh, not per node)."""
+    mesh = doc.item("meshes", mesh_i)
+    mw = f"meshes[{mesh_i}]"
+    out: list[_MeshPrim] = []
+    n_targets: int | None = None
+    names: list[str] = []
+    for p_i, prim in enumerate(doc.get_list(mesh, "primitives", f"{mw}.primitives")):
+        pw = f"{mw}.primitives[{p_i}]"
+        if not isinstance(prim, dict) or not isinstance(prim.get("attributes", {}), dict):
+            doc.fail(f"{pw} must be an object with an attributes object")
+        targets = doc.get_list(prim, "targets", f"{pw}.targets")
+        if not all(isinstance(t, dict) for t in targets):
+            doc.fail(f"{pw}.targets must be a list of objects")
+        if n_targets is None:
+            n_targets = len(targets)
+            names = _target_names(doc, mesh, targets)
+            lower = [x.lower() for x in names]
+            dup = sorted({x for x in lower if lower.count(x) > 1})
+            if dup:
+                doc.fail(f"{mw} has several morph targets named {dup[0]!r}")
+        elif len(targets) != n_targets:
+            doc.fail(f"{pw} has {len(targets)} morph targets, {mw}.primitives[0] has "
+                     f"{n_targets} (glTF requires the same number)")  # fmt: skip
+        mode = doc.get_int(prim, "mode", pw, default=4, hi=6)
+        attrs = prim.get("attributes", {})
+        pos = attrs.get("POSITION")
+        if pos is None:
+            continue
+        n = doc.info(pos, f"{pw} POSITION", ("VEC3",)).count
+        for k, t in enumerate(targets):
+            if t.get("POSITION") is not None:
+                tn = doc.info(t["POSITION"], f"{pw} morph target {k}", ("VEC3",)).count
+                if tn != n:
+                    doc.fail(f"{pw}: morph target {k} has {tn} vertices, the primitive's "
+                             f"POSITION has {n}")  # fmt: skip
+                channels.add(names[k].lower())
+                if len(channels) > doc.limits.channels:
+                    doc.fail(f"more than the {doc.limits.channels} morph targets allowed")
+        if attrs.get("TEXCOORD_0") is not None:
+            un = doc.info(attrs["TEXCOORD_0"], f"{pw} TEXCOORD_0", ("VEC2",)).count
+            if un != n:
+                doc.fail(f"{pw}: TEXCOORD_0 has {un} elements, POSITION has {n}")
+        if prim.get("indices") is not None:
+            info = doc.info(prim["indices"], f"{pw} indices", ("SCALAR",))
+            if info.dtype.kind != "u":
+                doc.fail(f"{pw}: indices must be unsigned integers, got {info.dtype}")
+            n_idx = info.count
+        else:
+            n_idx = n
+        if mode == 4 and n_idx % 3:
+            doc.fail(f"{pw}: {n_idx} indices is not a whole number of triangles")
+        n_tri = n_idx // 3 if mode == 4 else max(n_idx - 2, 0) if mode in (5, 6) else 0
+        if prim.get("material") is not None:
+            doc.item("materials", prim["material"])
+        out.append(_MeshPrim(pw, prim, mode, names, pos, n, n_tri))
+    return out
+
+
 def _plan(doc: GltfDoc, items: list[tuple[int, int, np.ndarray]]) -> list[_Prim]:
     """Returns the primitives to read, after checking every size against :data:`LIMITS`.
 
-    Nothing is decoded here, so a file claiming a billion vertices fails before any allocation.
+    Nothing is decoded here, so a file claiming a billion vertices fails before any allocation;
+    totals are checked as they grow, since instancing multiplies a small file's work.
     """
     lim = doc.limits
     plan: list[_Prim] = []
-    vertices: dict[tuple[int, Any], int] = {}
+    meshes: dict[int, list[_MeshPrim]] = {}
+    vertices: set[tuple[int, Any]] = set()
     channels: set[str] = set()
     n_tri = n_verts = 0
     for node_i, mesh_i, m in items:
-        mesh = doc.item("meshes", mesh_i)
-        mw = f"meshes[{mesh_i}]"
-        prims = doc.get_list(mesh, "primitives", f"{mw}.primitives")
-        n_targets: int | None = None
-        names: list[str] = []
-        for p_i, prim in enumerate(prims):
-            pw = f"{mw}.primitives[{p_i}]"
-            if not isinstance(prim, dict) or not isinstance(prim.get("attributes", {}), dict):
-                doc.fail(f"{pw} must be an object with an attributes object")
-            targets = doc.get_list(prim, "targets", f"{pw}.targets")
-            if not all(isinstance(t, dict) for t in targets):
-                doc.fail(f"{pw}.targets must be a list of objects")
-            if n_targets is None:
-                n_targets = len(targets)
-                names = _target_names(doc, mesh, targets)
-                lower = [x.lower() for x in names]
-                dup = sorted({x for x in lower if lower.count(x) > 1})
-                if dup:
-                    doc.fail(f"{mw} has several morph targets named {dup[0]!r}")
-            elif len(targets) != n_targets:
-                doc.fail(f"{pw} has {len(targets)} morph targets, {mw}.primitives[0] has "
-                         f"{n_targets} (glTF requires the same number)")  # fmt: skip
-            mode = doc.get_int(prim, "mode", pw, default=4, hi=6)
-            attrs = prim.get("attributes", {})
-            pos = attrs.get("POSITION")
-            if pos is None:
-                continue
-            n = doc.info(pos, f"{pw} POSITION", ("VEC3",)).count
-            if (node_i, pos) not in vertices:
-                vertices[node_i, pos] = n
-                n_verts += n
-                if n_verts > lim.vertices:  # checked as we go: instancing multiplies the work
+        if mesh_i not in meshes:
+            meshes[mesh_i] = _check_mesh(doc, mesh_i, channels)
+        for mp in meshes[mesh_i]:
+            if len(plan) >= lim.primitives:
+                doc.fail(f"the scene has more than the {lim.primitives} primitives allowed")
+            if (node_i, mp.position) not in vertices:
+                vertices.add((node_i, mp.position))
+                n_verts += mp.n_vertices
+                if n_verts > lim.vertices:
                     doc.fail(f"the scene has more than the {lim.vertices} vertices allowed")
-            for k, t in enumerate(targets):
-                if t.get("POSITION") is not None:
-                    tn = doc.info(t["POSITION"], f"{pw} morph target {k}", ("VEC3",)).count
-                    if tn != n:
-                        doc.fail(f"{pw}: morph target {k} has {tn} vertices, the primitive's "
-                                 f"POSITION has {n}")  # fmt: skip
-                    channels.add(names[k].lower())
-            if attrs.get("TEXCOORD_0") is not None:
-                un = doc.info(attrs["TEXCOORD_0"], f"{pw} TEXCOORD_0", ("VEC2",)).count
-                if un != n:
-                    doc.fail(f"{pw}: TEXCOORD_0 has {un} elements, POSITION has {n}")
-            if prim.get("indices") is not None:
-                info = doc.info(prim["indices"], f"{pw} indices", ("SCALAR",))
-                if info.dtype.kind != "u":
-                    doc.fail(f"{pw}: indices must be unsigned integers, got {info.dtype}")
-                n_idx = info.count
-            else:
-                n_idx = n
-            if mode == 4 and n_idx % 3:
-                doc.fail(f"{pw}: {n_idx} indices is not a whole number of triangles")
-            n_tri += n_idx // 3 if mode == 4 else max(n_idx - 2, 0) if mode in (5, 6) else 0
+            n_tri += mp.n_triangles
             if n_tri > lim.triangles:
                 doc.fail(f"the scene has more than the {lim.triangles} triangles allowed")
-            if prim.get("material") is not None:
-                doc.item("materials", prim["material"])
-            plan.append(_Prim(node_i, m, pw, prim, mode, names, n))
-    if len(channels) > lim.channels:
-        doc.fail(f"{len(channels)} morph targets, more than the {lim.channels} allowed")
+            plan.append(_Prim(node_i, m, mp.where, mp.prim, mp.mode, mp.names, mp.n_vertices))
     if len(channels) * n_verts * 12 > lim.delta_bytes:
         doc.fail(f"{len(channels)} morph targets x {n_verts} vertices need "
                  f"{len(channels) * n_verts * 12 >> 20} MiB, more than the "
