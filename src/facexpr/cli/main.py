@@ -139,6 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
     sy.add_argument("--seed", type=int, default=0)
     sy.add_argument("--workers", type=_positive_int, default=1)
     sy.add_argument(
+        "--pair-size",
+        type=_positive_int,
+        default=1,
+        help="K consecutive faces share one expression on K identities (triplet positives)",
+    )
+    sy.add_argument(
         "--identities",
         type=_positive_int,
         default=None,
@@ -401,6 +407,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
         workers=args.workers,
         n_identities=args.identities,
         background_dir=args.backgrounds,
+        pair_size=args.pair_size,
     )
     manifest = generate(options, args.out, progress=sys.stderr.isatty(), overwrite=args.overwrite)
     print(f"{args.out}: {manifest.n_samples} faces in {len(manifest.shards)} shards")
