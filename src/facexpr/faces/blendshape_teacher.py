@@ -26,6 +26,7 @@ import json
 import math
 import os
 import zipfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -236,6 +237,30 @@ class BlendshapeTeacher:
         dets = self._detector.detect(img)
         dets.sort(key=lambda d: -float((d.box[2] - d.box[0]) * (d.box[3] - d.box[1])))
         return [self.run_roi(img, roi_from_detection(d.box, d.keypoints)) for d in dets[:max_faces]]
+
+    def run_video(
+        self, frames: Iterable[np.ndarray], min_presence: float = 0.5
+    ) -> Iterator[TeacherResult | None]:
+        """Yields the main face's result per frame (``None`` where there is none), as MediaPipe's
+        VIDEO mode: the landmarks of one frame give the next frame's ROI, and the detector runs
+        only when the face is lost (presence below ``min_presence``)."""
+        roi: RotatedRect | None = None
+        for frame in frames:
+            img = _rgb(frame)
+            r = None
+            if roi is not None:
+                lm, presence = self.mesh(img, roi)
+                if presence >= min_presence:
+                    raw = self.blendshapes(lm)
+                    r = TeacherResult(raw[1:].copy(), float(raw[0]), lm, presence, roi)
+            if r is None:
+                found = self.run_image(img, max_faces=1)
+                r = found[0] if found and found[0].presence >= min_presence else None
+            roi = None
+            if r is not None:
+                lm = r.landmarks
+                roi = roi_from_points(lm[:, :2], lm[RIGHT_EYE_OUTER, :2], lm[LEFT_EYE_OUTER, :2])
+            yield r
 
     def close(self) -> None:
         """Releases the interpreters."""
