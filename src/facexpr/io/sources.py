@@ -51,6 +51,21 @@ class MediaSource:
         return int(self.path.split(":", 1)[1])
 
 
+def printable_path(path: str | Path) -> str:
+    """Returns ``path`` as text that encodes to UTF-8: bytes of a non-UTF-8 file name (which
+    Python holds as surrogates) are written as ``\\xNN`` escapes, e.g. ``caf\\xe9.jpg``."""
+    text = os.fspath(path)
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        return os.fsencode(text).decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that no file name byte gives
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def natural_key(text: str) -> tuple[tuple[int, int | str], ...]:
     """Returns a sort key that orders ``img2`` before ``img10`` (case-insensitive otherwise)."""
     return tuple(
