@@ -184,3 +184,18 @@ def test_fitter_delivers_the_frames_before_the_damage(media_dir, monkeypatch):
     fitted = [f.blendshapes for r in got for f in r.faces]
     assert len(fitted) >= 8
     assert all(b is not None and b.shape == (52,) for b in fitted)
+
+
+def test_resume_after_an_interrupt_replaces_the_partial_rows(media_dir, tmp_path):
+    from facexpr.analyze import run_batch
+    from facexpr.io.tables import read_table
+
+    out = tmp_path / "clip.csv"
+    with _StopAfter(20) as a, pytest.raises(KeyboardInterrupt):
+        run_batch(a, [media_dir / "single_face.mp4"], out)
+    assert (tmp_path / "clip.csv.partial").is_file()
+    with Analyzer() as a:
+        report = run_batch(a, [media_dir / "single_face.mp4"], out, resume=True)
+    assert report.written == [out]
+    assert len(read_table(out)) == 72
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".facexpr.lock", "clip.csv"]

@@ -32,7 +32,14 @@ from facexpr.io import MediaSource, VideoWriter, probe_video, write_image
 from facexpr.io._files import FolderLock
 from facexpr.io.annotate import draw_frame
 from facexpr.io.sources import printable_path, scan_inputs
-from facexpr.io.tables import SUFFIX, TableFormat, TableWriter, check_name, remove_stale_temps
+from facexpr.io.tables import (
+    SUFFIX,
+    TableFormat,
+    TableWriter,
+    check_name,
+    partial_path,
+    remove_stale_temps,
+)
 
 log = logging.getLogger(__name__)
 
@@ -393,6 +400,9 @@ def _analyze_one(
         if chunk or writer.rows == 0:
             writer.write(frames_to_dataframe(chunk, groups))
         writer.close()
+        # The rows an earlier, interrupted run kept are superseded by the finished table.
+        with contextlib.suppress(FileNotFoundError):
+            partial_path(table).unlink()
         done.annotated = annotation.close()
         if annotation.problem is not None:
             done.problems.append(annotation.problem)
