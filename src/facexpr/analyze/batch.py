@@ -255,6 +255,7 @@ def _run_sources(
             done = _analyze_one(analyzer, src, table, fmt, ann, progress)
         except _StreamStopped as stop:  # Ctrl-C on a webcam: keep its table, end the batch
             _record(report, table, stop.outcome)
+            report.failures.extend(_failure(src.path, p) for p in stop.outcome.problems)
             break
         except FacexprError as e:
             report.failures.append(_failure(src.path, str(e)))
