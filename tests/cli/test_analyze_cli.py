@@ -324,3 +324,11 @@ def test_resume_after_a_killed_run_clears_its_temp_file(media_dir, tmp_path):
     assert run("analyze", str(media_dir / "single_face.jpg"), "-o", str(out), "--resume") == 0
     assert not stale.exists()
     assert len(read_table(out / "single_face.csv")) == 1
+
+
+def test_output_folder_that_cannot_be_made_is_named(media_dir, tmp_path, capsys):
+    (tmp_path / "file.txt").write_text("a file, not a folder")
+    out = tmp_path / "file.txt" / "out"
+    assert run("analyze", str(media_dir / "single_face.jpg"), "-o", str(out)) == 2
+    err = capsys.readouterr().err
+    assert f"facexpr: error: {out}: cannot create the output folder (Not a directory)" in err
