@@ -40,11 +40,10 @@ from facexpr.core.arkit import ARKIT_NAMES
 from facexpr.core.errors import ConfigError, FacexprError
 from facexpr.core.types import FaceResult
 from facexpr.faces.blendshape_teacher import TEACHER_NAMES
-from facexpr.io import expand_inputs
 from facexpr.io.datasets.utkface import GENDERS, RACES, UTKFace, UTKFaceName, is_utkface_root
 from facexpr.io.shard_writer import ShardWriter
 from facexpr.io.shards import LabelField, Sample
-from facexpr.io.sources import MediaSource
+from facexpr.io.sources import MediaSource, scan_inputs
 
 log = logging.getLogger(__name__)
 
@@ -242,7 +241,9 @@ def build_dataset(
                 )
                 log.info("%s: UTKFace root, %d faces (aligned mode)", inp, len(utk))
                 continue
-            jobs.extend((s, o, None) for s in expand_inputs([inp]))
+            scan = scan_inputs([inp])
+            jobs.extend((s, o, None) for s in scan.sources)
+            report.failures.extend((e.path or str(inp), e.problem) for e in scan.problems)
         except FacexprError as e:
             report.failures.append((str(inp), str(e)))
     attributes = {"options": {k: getattr(o, k) for k in o.__dataclass_fields__}}
