@@ -125,8 +125,8 @@ class MaskedAutoencoder(nn.Module):
     def unpatchify(self, x: torch.Tensor) -> torch.Tensor:
         """Returns (B, C, H, W) images of (B, N, p*p*C) patches (inverse of :meth:`patchify`)."""
         p, c = self.patch_size, self.in_chans
-        b, n, _ = x.shape
-        g = int(round(n**0.5))
+        b = x.shape[0]
+        g = self.encoder.config.grid_size
         x = x.reshape(b, g, g, p, p, c)
         return torch.einsum("bhwpqc->bchpwq", x).reshape(b, c, g * p, g * p)
 
