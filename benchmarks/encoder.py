@@ -119,6 +119,8 @@ def bench_encoders(args: argparse.Namespace, threads: int, tmp: Path) -> tuple[l
         ort_note = f"onnxruntime {ort.__version__}"
     rows = []
     for name, size, depth in CONFIGS:
+        if size not in args.sizes:
+            continue
         torch.manual_seed(0)
         model = create_model(name, img_size=size, depth=depth).eval()
         params = sum(p.numel() for p in model.parameters())
@@ -220,6 +222,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--batches", type=int, nargs="+", default=[1, 32])
+    p.add_argument("--sizes", type=int, nargs="+", default=[112, 224], help="input sides to run")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--faces", type=int, default=64, help="faces per timed round")
@@ -271,6 +274,7 @@ def main() -> None:
             "threads": args.threads,
             "repeats": args.repeats,
             "faces_per_round": args.faces,
+            "sizes": args.sizes,
             "warmup_calls": args.warmup,
             "onnxruntime": ort_note,
             "onnx_export": "torch.onnx.export(dynamo=False), opset 17, dynamic batch",
