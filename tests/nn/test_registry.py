@@ -12,6 +12,7 @@ from facexpr.nn.registry import create_model, list_models, register_model, weigh
 # name -> (tiny builder arguments, input shape, output shape). Every registered model must be here,
 # so a new model without a shape test fails test_every_model_is_covered.
 TINY = {
+    "fxvit_tiny_d6_p16_112": ({"depth": 1, "img_size": 32}, (2, 3, 32, 32), (2, 192)),
     "fxvit_tiny_p16_112": ({"depth": 1}, (2, 3, 112, 112), (2, 192)),
     "fxvit_small_p16_112": ({"depth": 1, "img_size": 32}, (2, 3, 32, 32), (2, 384)),
     "fxvit_base_p16_224": ({"depth": 1, "img_size": 32}, (2, 3, 32, 32), (2, 768)),
@@ -39,9 +40,16 @@ def test_glob_and_pretrained_names():
     assert list_models("fxvit_*") == [
         "fxvit_base_p16_224",
         "fxvit_small_p16_112",
+        "fxvit_tiny_d6_p16_112",
         "fxvit_tiny_p16_112",
     ]
     assert list_models("*", pretrained=True) == ["expression.mae_triplet", "mini_xception.fer2013"]
+
+
+def test_default_depths():
+    assert len(create_model("fxvit_tiny_d6_p16_112").blocks) == 6
+    assert len(create_model("fxvit_tiny_p16_112").blocks) == 12
+    assert len(create_model("expression").encoder.blocks) == 6  # the CPU default
 
 
 def test_card_says_how_to_preprocess():
