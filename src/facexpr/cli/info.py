@@ -43,7 +43,7 @@ def collect_info() -> dict[str, dict[str, str]]:
         models[str(f.relative_to(root))] = f"{f.stat().st_size / 1e6:.2f} MB"
     try:
         import facexpr.nn
-        from facexpr.core.registry import list_models
+        from facexpr.nn.registry import list_models
         from facexpr.nn.teachers import TEACHER_NAME, teacher_cache_dir
 
         teacher = teacher_cache_dir() / f"{TEACHER_NAME}.safetensors"

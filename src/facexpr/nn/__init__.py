@@ -1,3 +1,44 @@
-"""facexpr.nn: networks (tensors in, tensors out). Importing it fills the model registry."""
+"""facexpr.nn: networks (tensors in, tensors out) and the model registry.
 
+Importing it fills the registry (explicit imports, no lookup by globals): the fxvit encoders
+(:mod:`.vit`), the expression encoder (:mod:`.expression`) and the training-time teachers
+(:mod:`.teachers`). ``nn`` imports ``facexpr.core`` only.
+"""
+
+from facexpr.nn import expression as _expression  # noqa: F401  (registers "expression")
+from facexpr.nn import vit as _vit  # noqa: F401  (registers the fxvit encoders)
+from facexpr.nn.expression import ExpressionEncoder
+from facexpr.nn.heads import EmbeddingHead
+from facexpr.nn.losses import triplet_accuracy, triplet_loss
+from facexpr.nn.mae import MaskedAutoencoder
+from facexpr.nn.registry import (
+    WeightsCard,
+    create_model,
+    list_models,
+    load_weights,
+    read_card,
+    register_model,
+    weights_card,
+    weights_to_bytes,
+)
 from facexpr.nn.teachers import registry as _teachers  # noqa: F401  (registers teachers)
+from facexpr.nn.vit import FACE_MEAN, FACE_STD, VisionTransformer
+
+__all__ = [
+    "FACE_MEAN",
+    "FACE_STD",
+    "EmbeddingHead",
+    "ExpressionEncoder",
+    "MaskedAutoencoder",
+    "VisionTransformer",
+    "WeightsCard",
+    "create_model",
+    "list_models",
+    "load_weights",
+    "read_card",
+    "register_model",
+    "triplet_accuracy",
+    "triplet_loss",
+    "weights_card",
+    "weights_to_bytes",
+]

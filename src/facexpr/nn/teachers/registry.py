@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from facexpr.core.registry import WeightsCard, register_model
+from facexpr.nn.registry import WeightsCard, register_model
 from facexpr.nn.teachers.mini_xception import FER2013_LABELS, INPUT_SIZE, MiniXception
 from facexpr.nn.teachers.port import load_teacher
 

@@ -6,7 +6,7 @@ import pytest
 
 import facexpr.nn  # noqa: F401  (fills the registry)
 from facexpr.core.errors import ConfigError, InputError
-from facexpr.core.registry import create_model, list_models, weights_card
+from facexpr.nn.registry import create_model, list_models, weights_card
 
 
 def test_registered_names():
