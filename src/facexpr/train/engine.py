@@ -370,6 +370,7 @@ def fit(
             bar.close()
     if ctx.is_main:
         export_weights(model, run_dir / "model.safetensors")
+        recipe.export(model, run_dir)
     elapsed = time.perf_counter() - t_start
     return FitResult(
         run_dir=run_dir,

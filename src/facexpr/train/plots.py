@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from facexpr.io._files import write_bytes_atomic
 
-__all__ = ["draw_curves"]
+__all__ = ["draw_curves", "write_image_grid"]
 
 _COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189)]
 _SKIP = {"step", "epoch", "lr", "samples_per_s", "time_s"}
@@ -95,5 +95,32 @@ def draw_curves(
     d.text((w // 2 - 15, h - 20), "step", fill="black", font=font)
     buf = io.BytesIO()
     img.save(buf, format="PNG")
+    write_bytes_atomic(path, buf.getvalue())
+    return Path(path)
+
+
+def write_image_grid(rows: Sequence[Any], path: str | Path, pad: int = 2) -> Path:
+    """Writes rows of images as one PNG grid (atomically) and returns ``path``.
+
+    Args:
+        rows: each a (N, 3, H, W) float tensor or array in [0, 1]; all of one shape.
+        path: the PNG file.
+        pad: white px between tiles.
+    """
+    import numpy as np
+
+    arrs = [
+        np.asarray(r.detach().cpu() if hasattr(r, "detach") else r, dtype=np.float32) for r in rows
+    ]
+    n, _, h, w = arrs[0].shape
+    grid = np.full((len(arrs) * (h + pad) + pad, n * (w + pad) + pad, 3), 255, np.uint8)
+    for i, a in enumerate(arrs):
+        tiles = (np.clip(a, 0, 1).transpose(0, 2, 3, 1) * 255 + 0.5).astype(np.uint8)
+        for j in range(n):
+            y, x = pad + i * (h + pad), pad + j * (w + pad)
+            grid[y : y + h, x : x + w] = tiles[j]
+    buf = io.BytesIO()
+    Image.fromarray(grid).save(buf, format="PNG")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(path, buf.getvalue())
     return Path(path)

@@ -81,6 +81,11 @@ class Recipe:
         returns None when the recipe has none."""
         return None
 
+    def export(self, model: torch.nn.Module, run_dir: Path) -> list[Path]:
+        """Writes what later stages use (beyond ``model.safetensors``) at the end of a run, e.g.
+        the bare encoder; returns the files written (default: none)."""
+        return []
+
 
 _RECIPES: dict[str, str] = {
     # name -> "module:Class", imported on first use so `facexpr train --help` stays light.
