@@ -124,6 +124,7 @@ def test_accumulation_matches_one_big_batch(tmp_path):
         torch.testing.assert_close(wa[k], wb[k], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_ddp_two_gloo_processes_match_one_process(tmp_path):
     if not torch.distributed.is_gloo_available():
         pytest.skip("torch built without gloo")

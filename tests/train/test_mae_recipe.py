@@ -28,6 +28,7 @@ SMALL = [
 ]
 
 
+@pytest.mark.slow
 def test_mae_loss_falls_on_real_faces(face_shards, tmp_path):
     run = tmp_path / "mae"
     res = train(
