@@ -11,28 +11,28 @@ from facexpr.core.errors import ConfigError, InputError, ModelError
 from facexpr.train.main import train
 from facexpr.train.triplets import load_pool, mine_triplets, read_triplets
 
+MINE = "data.mine=[{{label: expr, n: {}, min_gap: 0.05}}]"
 SMALL = [
     "model.img_size=64",
     "model.depth=2",
     "model.hidden_dim=64",
     "optim.weight_decay=0.0",
-    "data.label=expr",
+    MINE.format(16),
     "data.val_percent=0",
-    "data.min_gap=0.05",
 ]
 
 
 def test_mined_triplets_follow_the_label_and_vary_identity(face_shards):
-    pool = load_pool([face_shards], "expr")
+    pool = load_pool([face_shards], ["expr"])
     assert len(pool.keys) == 96
     allowed = np.ones(96, bool)
-    t = mine_triplets(pool, allowed, 200, type_name="teacher", min_gap=0.1, seed=3)
+    t = mine_triplets(pool, "expr", allowed, 200, type_name="teacher", min_gap=0.1, seed=3)
     assert len(t) == 200
     s = pool.subjects.astype(str)
     assert (s[t.anchor] != s[t.positive]).all()
     assert (s[t.anchor] != s[t.negative]).all()
     assert (s[t.positive] != s[t.negative]).all()
-    lab = pool.labels
+    lab = pool.labels["expr"]
     d_ap = np.linalg.norm(lab[t.anchor] - lab[t.positive], axis=1)
     d_an = np.linalg.norm(lab[t.anchor] - lab[t.negative], axis=1)
     d_pn = np.linalg.norm(lab[t.positive] - lab[t.negative], axis=1)
@@ -42,16 +42,16 @@ def test_mined_triplets_follow_the_label_and_vary_identity(face_shards):
 
 
 def test_pool_errors(face_shards):
-    with pytest.raises(
-        ConfigError, match=r"no numeric label 'votes' to mine triplets by \(has: expr\)"
-    ):
-        load_pool([face_shards], "votes")
-    with pytest.raises(ConfigError, match="is in more than one of the datasets"):
-        load_pool([face_shards, face_shards], None)
+    with pytest.raises(ConfigError, match=r"no dataset has a numeric label 'votes' .*have: expr"):
+        load_pool([face_shards], ["votes"])
+    twice = load_pool([face_shards, face_shards])
+    index = twice.index()
+    assert "00003" not in index  # ambiguous: in both datasets
+    assert (index["0:00003"], index["1:00003"]) == (3, 99)
 
 
 def test_triplets_file(face_shards, tmp_path):
-    pool = load_pool([face_shards], None)
+    pool = load_pool([face_shards])
     f = tmp_path / "t.jsonl"
     f.write_text(
         json.dumps({"anchor": "00000", "positive": "00002", "negative": "00004", "type": "video"})
@@ -87,7 +87,7 @@ def test_triplet_accuracy_reaches_100_percent_on_one_overfitted_batch(face_shard
     run = tmp_path / "expr"
     train(
         "expression",
-        overrides=[*SMALL, f"data.shards=[{face_shards}]", "data.n_mined=8", "run.batch_size=8",
+        overrides=[*SMALL, f"data.shards=[{face_shards}]", MINE.format(8), "run.batch_size=8",
                    "model.img_size=48", "run.steps=30", "run.log_every=5", "optim.lr=2e-3",
                    "data.scale=[1.0, 1.0]", "data.flip=false"],
         out=run,
@@ -112,7 +112,7 @@ def test_evaluation_per_type_and_init_from_stage_one(face_shards, tmp_path):
     run = tmp_path / "expr"
     res = train(
         "expression",
-        overrides=[*SMALL, f"data.shards=[{face_shards}]", "data.n_mined=64", "data.val_percent=30",
+        overrides=[*SMALL, f"data.shards=[{face_shards}]", MINE.format(64), "data.val_percent=30",
                    "run.batch_size=16", "run.steps=2", f"model.init={mae}"],
         out=run,
     )  # fmt: skip
@@ -123,19 +123,19 @@ def test_evaluation_per_type_and_init_from_stage_one(face_shards, tmp_path):
     with pytest.raises(ModelError, match=r"encoder\.safetensors: weights do not fit the model"):
         train(
             "expression",
-            overrides=[*SMALL, f"data.shards=[{face_shards}]", "data.n_mined=16",
+            overrides=[*SMALL, f"data.shards=[{face_shards}]", MINE.format(16),
                        "run.batch_size=16", "run.steps=1", f"model.init={mae}", "model.depth=3"],
             out=tmp_path / "other",
         )  # fmt: skip
 
 
 def test_expression_config_errors(face_shards, tmp_path):
-    with pytest.raises(ConfigError, match=r"give data\.label \(to mine triplets by\) and/or"):
+    with pytest.raises(ConfigError, match=r"give data\.mine \(labels to mine triplets by\) and/or"):
         train("expression", overrides=[f"data.shards=[{face_shards}]"], out=tmp_path / "a")
     with pytest.raises(ConfigError, match=r"triplet type 'teacher' has no margin in data\.margins"):
         train(
             "expression",
-            overrides=[*SMALL, f"data.shards=[{face_shards}]", "data.n_mined=16",
+            overrides=[*SMALL, f"data.shards=[{face_shards}]", MINE.format(16),
                        "data.margins={video: 0.1}"],
             out=tmp_path / "b",
         )  # fmt: skip

@@ -11,8 +11,9 @@ subjects. Triplets come from either
   Blendshape V2 teacher's 52 scores, the fitted ARKit weights (``arkit``, from ``facexpr dataset
   build``), FER+ vote distributions (``emotion_soft``), synthetic rig weights; or
 - **a triplets file** (:func:`read_triplets`), JSON lines ``{"anchor": KEY, "positive": KEY,
-  "negative": KEY, "type": NAME}`` whose keys are sample keys of the listed shard datasets (FEC
-  triplets, video triplets, synthetic ones written by a builder).
+  "negative": KEY, "type": NAME}`` whose keys are sample keys of the listed shard datasets, or
+  ``"D:KEY"`` (D the dataset's position in the list) where a key is in several (FEC triplets,
+  video triplets, synthetic ones written by a builder).
 
 The pool keeps each image's PNG bytes (decoded when a batch is built), so 24k faces take about
 their file size in memory, not 37 kB each.
@@ -40,23 +41,32 @@ class ImagePool:
     """Images of one or more shard datasets, by index.
 
     Attributes:
-        keys: (N,) sample keys (unique over the datasets).
+        keys: (N,) sample keys (unique within a dataset).
         subjects: (N,) subject ids.
         png: N PNG byte strings.
-        labels: (N, D) float32 label vectors, NaN rows where a sample lacks the label; None when
-            no label was asked for.
+        labels: label name -> (N, D) float32 vectors, NaN rows where a sample (or its whole
+            dataset) lacks the label.
         dataset: (N,) int index of the dataset each sample comes from.
     """
 
     keys: np.ndarray
     subjects: np.ndarray
     png: list[bytes]
-    labels: np.ndarray | None
+    labels: dict[str, np.ndarray]
     dataset: np.ndarray
 
     def index(self) -> dict[str, int]:
-        """Returns key -> index."""
-        return {str(k): i for i, k in enumerate(self.keys)}
+        """Returns key -> index: ``"D:KEY"`` (D the dataset's position in the list) for every
+        sample, and the bare ``"KEY"`` where it is unique over the datasets."""
+        out: dict[str, int] = {}
+        seen: dict[str, int] = {}
+        for i, (k, d) in enumerate(zip(self.keys, self.dataset, strict=True)):
+            out[f"{d}:{k}"] = i
+            seen[str(k)] = seen.get(str(k), 0) + 1
+        for i, k in enumerate(self.keys):
+            if seen[str(k)] == 1:
+                out[str(k)] = i
+        return out
 
 
 @dataclass(frozen=True)
@@ -96,32 +106,37 @@ class Triplets:
         )
 
 
-def load_pool(dataset_dirs: Sequence[str | Path], label: str | None = None) -> ImagePool:
-    """Returns the images (and one label vector) of shard datasets.
+def load_pool(dataset_dirs: Sequence[str | Path], labels: Sequence[str] = ()) -> ImagePool:
+    """Returns the images (and some label vectors) of shard datasets.
 
     Args:
         dataset_dirs: folders with ``manifest.json``.
-        label: name of a numeric label field to keep as a vector, or None.
+        labels: names of numeric label fields to keep as vectors; each must be a field of at
+            least one of the datasets (the others' rows are NaN).
 
     Raises:
         InputError: a missing or corrupt dataset or shard (named).
-        ConfigError: ``label`` is not a numeric field of a dataset, or keys repeat across them.
+        ConfigError: a label no dataset has (or of different sizes).
     """
-    keys, subjects, png, labels, which = [], [], [], [], []
-    dim = None
-    for di, d in enumerate(dataset_dirs):
-        m = read_manifest(d)
-        if label is not None:
-            f = {x.name: x for x in m.fields}.get(label)
+    manifests = [read_manifest(d) for d in dataset_dirs]
+    dims: dict[str, int] = {}
+    for name in labels:
+        for m in manifests:
+            f = {x.name: x for x in m.fields}.get(name)
             if f is None or f.dtype == "str":
-                names = ", ".join(x.name for x in m.fields if x.dtype != "str")
-                raise ConfigError(
-                    f"{m.path}: no numeric label '{label}' to mine triplets by (has: {names})"
-                )
-            this_dim = int(np.prod(f.shape)) if f.shape else 1
-            if dim is not None and dim != this_dim:
-                raise ConfigError(f"{m.path}: label '{label}' has {this_dim} values, not {dim}")
-            dim = this_dim
+                continue
+            dim = int(np.prod(f.shape)) if f.shape else 1
+            if dims.setdefault(name, dim) != dim:
+                raise ConfigError(f"{m.path}: label '{name}' has {dim} values, not {dims[name]}")
+        if name not in dims:
+            have = sorted({x.name for m in manifests for x in m.fields if x.dtype != "str"})
+            raise ConfigError(
+                f"no dataset has a numeric label '{name}' to mine triplets by "
+                f"(they have: {', '.join(have)})"
+            )
+    keys, subjects, png, which = [], [], [], []
+    rows: dict[str, list[np.ndarray]] = {name: [] for name in labels}
+    for di, (d, m) in enumerate(zip(dataset_dirs, manifests, strict=True)):
         for info in m.shards:
             path = Path(d) / info.name
             try:
@@ -148,30 +163,33 @@ def load_pool(dataset_dirs: Sequence[str | Path], label: str | None = None) -> I
                 subjects.append(str(meta.get("subject_id", "")) or k)
                 png.append(parts["png"])
                 which.append(di)
-                if label is not None:
-                    v = (meta.get("labels") or {}).get(label)
-                    row = np.full(dim, np.nan, np.float32)
+                values = meta.get("labels") or {}
+                for name in labels:
+                    row = np.full(dims[name], np.nan, np.float32)
+                    v = values.get(name)
                     if v is not None:
-                        row[:] = np.asarray(v, np.float32).reshape(-1)
-                    labels.append(row)
-    karr = np.asarray(keys, dtype=object)
-    uniq, counts = np.unique(karr.astype(str), return_counts=True)
-    if (counts > 1).any():
-        raise ConfigError(
-            f"sample key '{uniq[counts > 1][0]}' is in more than one of the datasets "
-            f"{', '.join(map(str, dataset_dirs))}; triplets need unique keys"
-        )
+                        try:
+                            row[:] = np.asarray(v, np.float32).reshape(-1)
+                        except (ValueError, TypeError):
+                            raise InputError(
+                                path, f"sample '{k}': label '{name}' has the wrong size"
+                            ) from None
+                    rows[name].append(row)
     return ImagePool(
-        keys=karr,
+        keys=np.asarray(keys, dtype=object),
         subjects=np.asarray(subjects, dtype=object),
         png=png,
-        labels=np.stack(labels) if label is not None and labels else None,
+        labels={
+            name: np.stack(r) if r else np.zeros((0, dims[name]), np.float32)
+            for name, r in rows.items()
+        },
         dataset=np.asarray(which, np.int64),
     )
 
 
 def mine_triplets(
     pool: ImagePool,
+    label: str,
     allowed: np.ndarray,
     n: int,
     *,
@@ -184,6 +202,7 @@ def mine_triplets(
 
     Args:
         pool: images with ``labels``.
+        label: the label vector to mine by (a key of ``pool.labels``).
         allowed: (N,) bool, the samples this split may use (its subjects), with a label.
         n: triplets wanted.
         type_name: the type given to every triplet (its margin is looked up by this name).
@@ -193,19 +212,19 @@ def mine_triplets(
         seed: mining seed.
 
     Raises:
-        ConfigError: no labels, or fewer than 3 subjects to draw from.
+        ConfigError: the label was not loaded, or fewer than 3 subjects to draw from.
     """
-    if pool.labels is None:
-        raise ConfigError("mining triplets needs a label (data.label)")
-    ok = allowed & ~np.isnan(pool.labels).any(axis=1)
+    if label not in pool.labels:
+        raise ConfigError(f"label '{label}' was not loaded into the pool")
+    lab = pool.labels[label]
+    ok = allowed & ~np.isnan(lab).any(axis=1)
     idx = np.flatnonzero(ok)
     if len(np.unique(pool.subjects[idx].astype(str))) < 3:
         raise ConfigError(
-            f"mining '{type_name}' triplets needs faces of at least 3 subjects with the label; "
-            f"found {len(idx)} faces"
+            f"mining '{type_name}' triplets needs faces of at least 3 subjects with label "
+            f"'{label}'; found {len(idx)} faces"
         )
     rng = np.random.default_rng(seed)
-    lab = pool.labels
     subj = pool.subjects.astype(str)
     out_a, out_p, out_n = [], [], []
     tries = 0

@@ -31,7 +31,7 @@ from facexpr.train.data import IndexedBatches, held_out
 from facexpr.train.recipe import DataSpec, Recipe
 from facexpr.train.triplets import ImagePool, Triplets, load_pool, mine_triplets, read_triplets
 
-__all__ = ["ExpressionDataConfig", "ExpressionModelConfig", "ExpressionRecipe"]
+__all__ = ["ExpressionDataConfig", "ExpressionModelConfig", "ExpressionRecipe", "MineConfig"]
 
 
 @dataclass
@@ -69,18 +69,39 @@ class ExpressionModelConfig:
 
 
 @dataclass
+class MineConfig:
+    """One kind of mined triplets (see :func:`facexpr.train.triplets.mine_triplets`).
+
+    Attributes:
+        label: numeric label to mine by, e.g. 'arkit' (fitted blendshapes of ``facexpr dataset
+            build``), 'emotion_soft' (FER+ votes), a teacher's blendshape scores, rig weights.
+            Only the datasets that have it take part.
+        type: the triplets' type name (its margin is ``data.margins[type]``).
+        n: training triplets (held-out subjects get ``n * val_percent / 100``, at least 64).
+        min_gap: label-distance gap between the positive and the negative.
+        candidates: candidates drawn per anchor.
+    """
+
+    label: str
+    type: str = "teacher"
+    n: int = 20000
+    min_gap: float = 0.1
+    candidates: int = 32
+
+    def __post_init__(self) -> None:
+        if self.n < 0 or self.candidates < 2 or self.min_gap < 0:
+            raise ConfigError(
+                f"data.mine '{self.label}': n must be >= 0, candidates >= 2, min_gap >= 0"
+            )
+
+
+@dataclass
 class ExpressionDataConfig:
     """The triplets.
 
     Attributes:
-        shards: image datasets (shard folders); sample keys must be unique over them.
-        label: numeric label to mine triplets by (e.g. 'arkit', 'emotion_soft', a teacher's
-            blendshapes); empty: use only ``triplets`` files.
-        mined_type: the type name (and margin) of mined triplets.
-        n_mined: triplets mined for training (held-out subjects get ``n_mined * val_percent
-            / 100``, at least 64).
-        min_gap: label-distance gap between the positive and the negative (see ``mine_triplets``).
-        candidates: candidates drawn per anchor when mining.
+        shards: image datasets (shard folders) (a triplets file names a key present in several as "D:KEY").
+        mine: the kinds of triplets mined by label distance (each a :class:`MineConfig`).
         triplets: JSON-lines triplet files over the shards' keys.
         margins: margin per triplet type.
         val_percent: share of subjects held out (stable hash of the anchor's subject).
@@ -91,11 +112,7 @@ class ExpressionDataConfig:
     """
 
     shards: list[str] = field(default_factory=list)
-    label: str = ""
-    mined_type: str = "teacher"
-    n_mined: int = 20000
-    min_gap: float = 0.1
-    candidates: int = 32
+    mine: list[MineConfig] = field(default_factory=list)
     triplets: list[str] = field(default_factory=list)
     margins: dict[str, float] = field(
         default_factory=lambda: {
@@ -116,8 +133,6 @@ class ExpressionDataConfig:
     def __post_init__(self) -> None:
         if not 0 <= self.val_percent < 100:
             raise ConfigError(f"data.val_percent must be in [0, 100), got {self.val_percent}")
-        if self.n_mined < 0 or self.candidates < 2 or self.min_gap < 0:
-            raise ConfigError("data.n_mined must be >= 0, data.candidates >= 2, data.min_gap >= 0")
         if any(m < 0 for m in self.margins.values()):
             raise ConfigError(f"data.margins must be >= 0, got {self.margins}")
 
@@ -155,26 +170,26 @@ class ExpressionRecipe(Recipe):
         d: ExpressionDataConfig = self.data_cfg
         if not d.shards:
             raise ConfigError("data.shards is empty: give the image datasets the triplets use")
-        if not d.label and not d.triplets:
-            raise ConfigError("give data.label (to mine triplets by) and/or data.triplets files")
-        pool = load_pool(d.shards, d.label or None)
+        if not d.mine and not d.triplets:
+            raise ConfigError("give data.mine (labels to mine triplets by) and/or data.triplets")
+        pool = load_pool(d.shards, sorted({m.label for m in d.mine}))
         val = np.asarray([held_out(s, d.val_percent) for s in pool.subjects.astype(str)], bool)
         parts: dict[str, list[Triplets]] = {"train": [], "val": []}
-        if d.label:
-            n_val = max(64, d.n_mined * d.val_percent // 100) if d.val_percent else 0
-            for split, allowed, n in (("train", ~val, d.n_mined), ("val", val, n_val)):
+        for k, mc in enumerate(d.mine):
+            n_val = max(64, mc.n * d.val_percent // 100) if d.val_percent else 0
+            for split, allowed, n in (("train", ~val, mc.n), ("val", val, n_val)):
                 if n:
-                    parts[split].append(
-                        mine_triplets(
-                            pool,
-                            allowed,
-                            int(n),
-                            type_name=d.mined_type,
-                            min_gap=d.min_gap,
-                            candidates=d.candidates,
-                            seed=0 if split == "train" else 1,
-                        )
+                    t = mine_triplets(
+                        pool,
+                        mc.label,
+                        allowed,
+                        int(n),
+                        type_name=mc.type,
+                        min_gap=mc.min_gap,
+                        candidates=mc.candidates,
+                        seed=2 * k + (split == "val"),
                     )
+                    parts[split].append(t)
         for f in d.triplets:
             t = read_triplets(f, pool)
             in_val = val[t.anchor] | val[t.positive] | val[t.negative]
