@@ -100,7 +100,8 @@ class ExpressionDataConfig:
     """The triplets.
 
     Attributes:
-        shards: image datasets (shard folders) (a triplets file names a key present in several as "D:KEY").
+        shards: image datasets (shard folders); a triplets file names a key that is in several
+            of them as "D:KEY".
         mine: the kinds of triplets mined by label distance (each a :class:`MineConfig`).
         triplets: JSON-lines triplet files over the shards' keys.
         margins: margin per triplet type.
