@@ -25,6 +25,7 @@ import os
 import random
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -184,29 +185,46 @@ def _read_metrics(path: Path) -> list[dict[str, Any]]:
 
 
 class _Batches:
-    """Endless micro-batches over epochs, tracking the position in ``state``."""
+    """Endless micro-batches over epochs, tracking the position in ``state``.
+
+    The next batch is built in a background thread while the current step runs (PNG decoding
+    and augmentation overlap the model's work; OpenCV releases the GIL). Batches are still made
+    one after another in order, from per-sample generators only, so the stream is the same with
+    or without the thread; the position counts batches the loop *consumed*, so a batch built
+    ahead and lost at a checkpoint is simply built again on resume.
+    """
 
     def __init__(self, source: BatchSource, state: TrainState, batch_size: int) -> None:
         self.source, self.state, self.batch_size = source, state, batch_size
+        self._epoch = state.epoch
         self._it: Iterator[Any] = source.batches(state.epoch, state.batch)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="facexpr-data")
+        self._next: Future[tuple[int, Any]] = self._pool.submit(self._produce)
 
-    def next(self) -> Any:
+    def _produce(self) -> tuple[int, Any]:
         for attempt in range(2):
             try:
-                batch = next(self._it)
+                return self._epoch, next(self._it)
             except StopIteration:
                 if attempt:
                     break
-                self.state.epoch += 1
-                self.state.batch = 0
-                self._it = self.source.batches(self.state.epoch, 0)
-                continue
-            self.state.batch += 1
-            self.state.samples += self.batch_size
-            return batch
+                self._epoch += 1
+                self._it = self.source.batches(self._epoch, 0)
         raise ConfigError(
             f"the training data has fewer samples than one batch (run.batch_size={self.batch_size})"
         )
+
+    def next(self) -> Any:
+        epoch, batch = self._next.result()
+        self._next = self._pool.submit(self._produce)
+        if epoch != self.state.epoch:
+            self.state.epoch, self.state.batch = epoch, 0
+        self.state.batch += 1
+        self.state.samples += self.batch_size
+        return batch
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _reduce_mean(values: dict[str, float], ctx: Distributed) -> dict[str, float]:
@@ -278,7 +296,6 @@ def fit(
     if train_src is None:
         raise ConfigError(f"recipe '{recipe.name}' has no training data")
     val_src = recipe.build_data("val", DataSpec(run.batch_size, 0, 1, run.seed))
-    batches = _Batches(train_src, state, run.batch_size)
 
     metrics_path = run_dir / METRICS
     if ctx.is_main:
@@ -299,6 +316,7 @@ def fit(
     last_eval: dict[str, float] = {}
     model.train()
     end = min(run.steps, run.stop_at) if run.stop_at else run.steps
+    batches = _Batches(train_src, state, run.batch_size)
     try:
         while state.step < end:
             lr = lr_at(state.step, optim.lr, schedule, run.steps)
@@ -366,6 +384,7 @@ def fit(
                 if ctx.is_main:
                     _plot(run_dir)
     finally:
+        batches.close()
         if bar is not None:
             bar.close()
     if ctx.is_main:
