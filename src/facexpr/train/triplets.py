@@ -27,6 +27,7 @@ import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -196,6 +197,7 @@ def mine_triplets(
     type_name: str,
     min_gap: float,
     candidates: int = 32,
+    negative: Literal["random", "closest"] = "closest",
     seed: int = 0,
 ) -> Triplets:
     """Returns up to ``n`` triplets mined by label distance among the ``allowed`` samples.
@@ -209,6 +211,8 @@ def mine_triplets(
         min_gap: the negative's Euclidean label distance to both the anchor and the positive
             exceeds the positive's distance to the anchor by at least this.
         candidates: candidates drawn per anchor (more: closer positives, slower).
+        negative: among the candidates far enough, the one closest to the anchor (harder
+            triplets, finer distinctions, as FEC's annotated near-misses) or a random one.
         seed: mining seed.
 
     Raises:
@@ -242,7 +246,10 @@ def mine_triplets(
         far = (d >= d_ap + min_gap) & (d_pn >= d_ap + min_gap) & (subj[c] != subj[p])
         if not far.any():
             continue
-        neg = c[far][rng.integers(int(far.sum()))]
+        if negative == "closest":
+            neg = c[far][int(np.argmin(d[far]))]
+        else:
+            neg = c[far][rng.integers(int(far.sum()))]
         out_a.append(a)
         out_p.append(p)
         out_n.append(neg)

@@ -80,6 +80,7 @@ class MineConfig:
         n: training triplets (held-out subjects get ``n * val_percent / 100``, at least 64).
         min_gap: label-distance gap between the positive and the negative.
         candidates: candidates drawn per anchor.
+        negative: 'closest' (the nearest candidate beyond the gap: harder triplets) or 'random'.
     """
 
     label: str
@@ -87,6 +88,7 @@ class MineConfig:
     n: int = 20000
     min_gap: float = 0.1
     candidates: int = 32
+    negative: Literal["random", "closest"] = "closest"
 
     def __post_init__(self) -> None:
         if self.n < 0 or self.candidates < 2 or self.min_gap < 0:
@@ -188,6 +190,7 @@ class ExpressionRecipe(Recipe):
                         type_name=mc.type,
                         min_gap=mc.min_gap,
                         candidates=mc.candidates,
+                        negative=mc.negative,
                         seed=2 * k + (split == "val"),
                     )
                     parts[split].append(t)
