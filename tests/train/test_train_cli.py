@@ -22,6 +22,9 @@ def test_train_then_resume(tmp_path, capsys):
     rc = main(["-q", "train", TINY, "--resume", str(run), "--set", "run.stop_at=0"])
     assert rc == 0
     assert capsys.readouterr().out.startswith(f"{run}: 6 steps, loss ")
+    rc = main(["-q", "train", TINY, "--resume", str(run)])
+    assert rc == 0
+    assert "already at step 6; nothing to train" in capsys.readouterr().out
     steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == [2, 3, 3, 4, 6, 6]  # each session ends with a loss row and an eval row
 

@@ -54,6 +54,12 @@ def run(args: argparse.Namespace) -> int:
     )
     if rank == 0:
         loss = result.final_metrics.get("loss")
+        if loss is None:
+            print(
+                f"{result.run_dir}: already at step {result.steps}; nothing to train "
+                "(raise run.steps or run.stop_at to continue)"
+            )
+            return 0
         shown = ", ".join(f"{k} {v:.4f}" for k, v in sorted(result.eval_metrics.items()))
         print(
             f"{result.run_dir}: {result.steps} steps, loss {loss:.4f}, "
