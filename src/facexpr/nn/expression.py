@@ -57,10 +57,13 @@ EXPRESSION_CARD = WeightsCard(
     input_size=(112, 112),
     mean=FACE_MEAN,
     std=FACE_STD,
-    file="expression_fxvit_tiny_p16_112.mae_triplet.safetensors",
+    file="expression_fxvit_tiny_d6_p16_112.mae_triplet.safetensors",
     sha256="",  # set when trained weights are shipped
-    architecture="expression: fxvit_tiny_p16_112 (ViT-Tiny/16, 112 px) + EmbeddingHead(192, 16)",
-    config={"encoder": "fxvit_tiny_p16_112", "dim": 16, "hidden_dim": 512},
+    architecture=(
+        "expression: fxvit_tiny_d6_p16_112 (ViT-Tiny/16 with 6 blocks, 112 px) "
+        "+ EmbeddingHead(192, 16, hidden 512)"
+    ),
+    config={"encoder": "fxvit_tiny_d6_p16_112", "dim": 16, "hidden_dim": 512},
     data=(
         "stage 1 (MAE): UTKFace (research use only, non-commercial) and FER+ (research use; "
         "FER2013 images, terms unclear) faces, plus facexpr's synthetic faces (ICT FaceKit, MIT)",
@@ -76,13 +79,15 @@ EXPRESSION_CARD = WeightsCard(
 
 @register_model("expression", cards=(EXPRESSION_CARD,))
 def expression(
-    encoder: str = "fxvit_tiny_p16_112",
+    encoder: str = "fxvit_tiny_d6_p16_112",
     dim: int = 16,
     hidden_dim: int | None = 512,
     img_size: int | None = None,
     depth: int | None = None,
 ) -> ExpressionEncoder:
     """Returns an untrained expression encoder on a registered fxvit encoder.
+
+    The default encoder is the CPU default, ``fxvit_tiny_d6_p16_112`` (why: :mod:`.vit`).
 
     Args:
         encoder: an fxvit name (see :data:`facexpr.nn.vit.VIT_VARIANTS`).

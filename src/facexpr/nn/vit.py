@@ -5,13 +5,22 @@ heads, 12 pre-norm blocks each) with fixed 2D sine-cosine position embeddings as
 2022, arXiv:2111.06377), so that the MAE pretraining of :mod:`facexpr.nn.mae` and the expression
 fine-tuning share one encoder. Registered names say patch size and input side:
 
-==========================  =====  =====  =====  =======  ======================================
-name                        dim    depth  heads  input    use
-==========================  =====  =====  =====  =======  ======================================
-``fxvit_tiny_p16_112``      192    12     3      112 px   CPU default (49 patches)
-``fxvit_small_p16_112``     384    12     6      112 px   CPU, more capacity
-``fxvit_base_p16_224``      768    12     12     224 px   GPU users (MAE-Face's ViT-B/16 layout)
-==========================  =====  =====  =====  =======  ======================================
+===========================  =====  =====  =====  =======  =====================================
+name                         dim    depth  heads  input    use
+===========================  =====  =====  =====  =======  =====================================
+``fxvit_tiny_d6_p16_112``    192    6      3      112 px   CPU default (49 patches)
+``fxvit_tiny_p16_112``       192    12     3      112 px   CPU, ViT-Tiny's full depth
+``fxvit_small_p16_112``      384    12     6      112 px   CPU/GPU, more capacity
+``fxvit_base_p16_224``       768    12     12     224 px   GPU users (MAE-Face's ViT-B/16 layout)
+===========================  =====  =====  =====  =======  =====================================
+
+Why the 6-block tiny is the CPU default: the analysis must cost no more than MediaPipe's Face
+Landmarker with blendshapes. Timed back to back on this project's 2 shared cores
+(``benchmarks/encoder.py``, ``results/encoder_paired.json``), the encoder may cost what Face Mesh V2
+plus Blendshape V2 cost beyond facexpr's own landmark model; the 12-block tiny at 112 px took
+1.1-1.4x that budget (median of 15 rounds; within it in at most 4 of 15), the 6-block one
+0.56-0.63x (ONNX Runtime at batch 1, or torch with one thread at batch 32; within it in 13-14 of
+15 rounds).
 
 Built from PyTorch's own pieces: attention is ``torch.nn.functional.scaled_dot_product_attention``
 (fused kernels on CPU and GPU) inside a pre-norm block, not hand-written softmax(QK^T)V. We do not
@@ -350,6 +359,7 @@ class VisionTransformer(nn.Module):
 
 #: name -> (embed_dim, depth, num_heads, img_size, patch_size) of the registered encoders.
 VIT_VARIANTS: dict[str, tuple[int, int, int, int, int]] = {
+    "fxvit_tiny_d6_p16_112": (192, 6, 3, 112, 16),
     "fxvit_tiny_p16_112": (192, 12, 3, 112, 16),
     "fxvit_small_p16_112": (384, 12, 6, 112, 16),
     "fxvit_base_p16_224": (768, 12, 12, 224, 16),

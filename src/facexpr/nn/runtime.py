@@ -1,0 +1,108 @@
+"""Running an encoder under ONNX Runtime on CPU (optional: ``pip install 'facexpr[onnx]'``).
+
+Measured on this project's 2 shared cores (``benchmarks/encoder.py``), the CPU-default encoder
+at batch 1 costs about 0.6x the speed budget under ONNX Runtime and about 1.0x under PyTorch
+(one thread; PyTorch with two threads on shared cores is several times slower), so the analysis
+uses ONNX Runtime when it is installed. The model is exported by torch's TorchScript-based
+exporter (opset 17, dynamic batch) to bytes; nothing is written to disk here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import sys
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from facexpr.core.errors import ConfigError, InputError, MissingDependencyError
+
+__all__ = ["OnnxRunner", "export_onnx"]
+
+
+def export_onnx(model: nn.Module, input_shape: tuple[int, int, int], opset: int = 17) -> bytes:
+    """Returns the ONNX bytes of ``model`` (eval mode) for (B, C, H, W) input of any batch.
+
+    Args:
+        model: a tensors-in, tensor-out module (an encoder or ``ExpressionEncoder``).
+        input_shape: (C, H, W) of one input.
+        opset: ONNX opset.
+
+    Raises:
+        MissingDependencyError: the ``onnx`` package is not installed.
+    """
+    try:
+        import onnx  # noqa: F401  (torch's exporter needs it)
+    except ImportError as e:
+        raise MissingDependencyError("onnx", "onnx", "exporting a model to ONNX") from e
+    was_training = model.training
+    model.eval()
+    buf = io.BytesIO()
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
+            warnings.simplefilter("ignore")  # the exporter's deprecation notices
+            torch.onnx.export(
+                model,
+                (torch.zeros(1, *input_shape),),
+                buf,
+                input_names=["x"],
+                output_names=["y"],
+                dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
+                opset_version=opset,
+                dynamo=False,
+            )
+    finally:
+        model.train(was_training)
+    return buf.getvalue()
+
+
+class OnnxRunner:
+    """An exported model under ONNX Runtime's CPU provider.
+
+    Args:
+        model: ONNX bytes (:func:`export_onnx`).
+        threads: intra-op threads (>= 1); spinning is off so idle threads leave the cores to
+            the rest of the pipeline.
+
+    Raises:
+        MissingDependencyError: onnxruntime is not installed.
+        ConfigError: ``threads`` < 1.
+    """
+
+    def __init__(self, model: bytes, threads: int = 1) -> None:
+        if not isinstance(threads, int) or threads < 1:
+            raise ConfigError(f"OnnxRunner: threads must be an integer >= 1, got {threads!r}")
+        try:
+            import onnxruntime as ort
+        except ImportError as e:
+            raise MissingDependencyError(
+                "onnxruntime", "onnx", "running an encoder under ONNX Runtime"
+            ) from e
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self._session: Any = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+        inp = self._session.get_inputs()[0]
+        self.input_shape = tuple(inp.shape[1:])
+
+    def __call__(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Returns the model's float32 output (a CPU tensor) for a (B, C, H, W) float batch.
+
+        Raises:
+            InputError: the input does not have the exported (C, H, W).
+        """
+        arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+        if arr.ndim != 4 or tuple(arr.shape[1:]) != self.input_shape:
+            raise InputError(
+                None,
+                f"expected a (B, {', '.join(map(str, self.input_shape))}) batch, "
+                f"got {tuple(arr.shape)}",
+            )
+        out = self._session.run(None, {"x": np.ascontiguousarray(arr, dtype=np.float32)})[0]
+        return torch.from_numpy(out)
