@@ -48,7 +48,7 @@ class ExpressionModelConfig:
             or an encoder ``.safetensors`` file; empty starts from random weights.
     """
 
-    encoder: str = "fxvit_tiny_p16_112"
+    encoder: str = "fxvit_tiny_d6_p16_112"
     img_size: int = 112
     depth: int = 0
     dim: int = 16

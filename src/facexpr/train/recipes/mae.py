@@ -48,7 +48,7 @@ class MAEModelConfig:
         norm_pix_loss: regress per-patch normalised pixels.
     """
 
-    encoder: str = "fxvit_tiny_p16_112"
+    encoder: str = "fxvit_tiny_d6_p16_112"
     img_size: int = 112
     depth: int = 0
     drop_path_rate: float = 0.0
