@@ -301,11 +301,12 @@ def fit(
     if ctx.is_main:
         rows = [r for r in _read_metrics(metrics_path) if r.get("step", 0) <= state.step]
         write_text_atomic(metrics_path, "".join(json.dumps(r) + "\n" for r in rows))
+    end = min(run.steps, run.stop_at) if run.stop_at else run.steps
     bar = None
     if progress and ctx.is_main:
         from tqdm import tqdm
 
-        bar = tqdm(total=run.steps, initial=state.step, unit="step", dynamic_ncols=True)
+        bar = tqdm(total=end, initial=min(state.step, end), unit="step", dynamic_ncols=True)
 
     acc = optim.accumulate
     sums: dict[str, float] = {}
@@ -315,7 +316,6 @@ def fit(
     last: dict[str, float] = {}
     last_eval: dict[str, float] = {}
     model.train()
-    end = min(run.steps, run.stop_at) if run.stop_at else run.steps
     batches = _Batches(train_src, state, run.batch_size)
     try:
         while state.step < end:
