@@ -9,10 +9,22 @@ with pseudo-labels from fitting the ICT FaceKit model to their landmarks (52 ARK
 FACS AU intensities 0-5, the fit residual and a reliability flag). A face's subject id is its input
 file plus its track id, the best identity proxy without face recognition: frames of one tracked
 face never straddle a subject-exclusive split.
+
+A UTKFace root among the inputs (:mod:`facexpr.io.datasets.utkface`) is read in its upstream
+layout: its photos are already aligned 200x200 faces, so they run through the front-end's
+``aligned`` mode (no detection; the mesh on the whole photo, then the same similarity alignment
+as every other face), which gives UTKFace the one framing of the rest of the corpus. Age, gender
+and race from the file names are kept as labels for bias checks (absent where a name lacks them);
+the subject id is the file's processing-time minute cluster (UTKFace has no identity ids; see
+that module for what this does and does not rule out).
+
+With ``teacher_bundle`` set, the Blendshape V2 teacher (:mod:`facexpr.faces.blendshape_teacher`)
+scores every kept crop, so training reads cached teacher vectors instead of rerunning it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,8 +39,11 @@ from facexpr.avatars.fitting import FitOptions
 from facexpr.core.arkit import ARKIT_NAMES
 from facexpr.core.errors import ConfigError, FacexprError
 from facexpr.core.types import FaceResult
+from facexpr.faces.blendshape_teacher import TEACHER_NAMES
 from facexpr.io import expand_inputs
+from facexpr.io.datasets.utkface import GENDERS, RACES, UTKFace, UTKFaceName, is_utkface_root
 from facexpr.io.shards import LabelField, Sample, ShardWriter
+from facexpr.io.sources import MediaSource
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +83,43 @@ def corpus_schema() -> list[LabelField]:
         LabelField("face_px", (), "float32", "face box width in source px"),
         LabelField("frame", (), "int64", "0-based frame index in the source"),
         LabelField("timestamp", (), "float64", "seconds in the source"),
+        *utkface_fields(),
+        *teacher_fields(),
     ]
+
+
+def utkface_fields() -> list[LabelField]:
+    """Returns the subject metadata fields of UTKFace samples (for bias checks, never targets)."""
+    return [
+        LabelField("age", (), "int32", "age in years, from the UTKFace file name"),
+        LabelField("gender", (), "int32", "UTKFace gender: " + ", ".join(GENDERS)),
+        LabelField("race", (), "int32", "UTKFace ethnicity group: " + ", ".join(RACES)),
+    ]
+
+
+def teacher_fields() -> list[LabelField]:
+    """Returns the fields the Blendshape V2 teacher writes."""
+    return [
+        LabelField(
+            "arkit_teacher",
+            (len(TEACHER_NAMES),),
+            "float32",
+            "Blendshape V2 teacher scores in [0, 1] on the aligned crop: the first 51 ARKit "
+            "names in order (no tongueOut); absent when the teacher's face presence < 0.5",
+        ),
+        LabelField("neutral_teacher", (), "float32", "Blendshape V2 '_neutral' score"),
+        LabelField("teacher_presence", (), "float32", "Face Mesh V2 face presence in [0, 1]"),
+    ]
+
+
+def teacher_labels(teacher, crop: np.ndarray, min_presence: float = 0.5) -> dict[str, object]:
+    """Returns the teacher's labels of one aligned crop (scores absent below ``min_presence``)."""
+    r = teacher.run_crop(crop)
+    out: dict[str, object] = {"teacher_presence": np.float32(r.presence)}
+    if r.presence >= min_presence:
+        out["arkit_teacher"] = r.scores
+        out["neutral_teacher"] = np.float32(r.neutral)
+    return out
 
 
 @dataclass
@@ -89,6 +140,9 @@ class CorpusOptions:
         aligned: inputs are pre-cropped faces (no detection; the mesh presence replaces the
             detector score; the size and blur filters are off, as small crops are upscaled).
         samples_per_shard: samples per tar shard.
+        teacher_bundle: MediaPipe's ``face_landmarker.task`` for cached Blendshape V2 teacher
+            labels on every kept crop, "env" for ``$FACEXPR_LANDMARKER_TASK``, or None.
+        limit: read at most this many files of each UTKFace root (quick runs), or None.
     """
 
     stride: int = 5
@@ -102,8 +156,12 @@ class CorpusOptions:
     teacher: str | None = None
     aligned: bool = False
     samples_per_shard: int = 1000
+    teacher_bundle: str | None = None
+    limit: int | None = None
 
     def __post_init__(self) -> None:
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"limit must be >= 1, not {self.limit}")
         if self.stride < 1:
             raise ConfigError(f"stride must be >= 1, not {self.stride}")
         if self.size < 32:
@@ -159,7 +217,7 @@ def build_dataset(
     """Runs the front-end over the inputs and writes the kept faces as a dataset.
 
     Args:
-        inputs: photos, folders, globs or videos.
+        inputs: photos, folders, globs, videos, or UTKFace roots (read in their layout).
         out_dir: dataset folder.
         options: filters and pseudo-labelling.
         overwrite: replace a dataset already in ``out_dir``.
@@ -170,32 +228,59 @@ def build_dataset(
     """
     o = options or CorpusOptions()
     report = BuildReport()
-    sources = []
+    # (source, options it runs with, UTKFace name labels or None)
+    jobs: list[tuple[MediaSource, CorpusOptions, UTKFaceName | None]] = []
+    utk_options = dataclasses.replace(o, aligned=True)
     for inp in inputs:
         try:
-            sources.extend(expand_inputs([inp]))
+            if is_utkface_root(inp):
+                utk = UTKFace(inp, limit=o.limit)
+                jobs.extend(
+                    (MediaSource(str(utk.path(i)), "image"), utk_options, n)
+                    for i, n in enumerate(utk.names)
+                )
+                log.info("%s: UTKFace root, %d faces (aligned mode)", inp, len(utk))
+                continue
+            jobs.extend((s, o, None) for s in expand_inputs([inp]))
         except FacexprError as e:
             report.failures.append((str(inp), str(e)))
-    analyzer = Analyzer(
-        AnalyzerOptions(
-            every=o.stride,
-            align_size=o.size,
-            blendshapes="fit" if o.pseudo_labels else "none",
-            aligned=o.aligned,
-            device="cpu",
-        )
-    )
+    analyzers: dict[bool, Analyzer] = {}
+
+    def analyzer_for(aligned: bool) -> Analyzer:
+        if aligned not in analyzers:
+            analyzers[aligned] = Analyzer(
+                AnalyzerOptions(
+                    every=o.stride,
+                    align_size=o.size,
+                    blendshapes="fit" if o.pseudo_labels else "none",
+                    aligned=aligned,
+                    device="cpu",
+                )
+            )
+        return analyzers[aligned]
+
     teacher = None
     if o.teacher is not None:
         from facexpr.nn.teachers import load_teacher
 
         teacher = load_teacher(None if o.teacher == "auto" else o.teacher)
+    bs_teacher = None
+    if o.teacher_bundle is not None:
+        from facexpr.faces.blendshape_teacher import BlendshapeTeacher
+
+        bs_teacher = BlendshapeTeacher(None if o.teacher_bundle == "env" else o.teacher_bundle)
     attributes = {"options": {k: getattr(o, k) for k in o.__dataclass_fields__}}
-    it = sources
+    if bs_teacher is not None:
+        attributes["blendshape_teacher"] = {
+            "bundle": str(bs_teacher.bundle),
+            "names": list(TEACHER_NAMES),
+            "note": "MediaPipe Face Landmarker (Apache-2.0): Face Mesh V2 + Blendshape V2",
+        }
+    it = jobs
     if progress:
         from tqdm import tqdm
 
-        it = tqdm(sources, desc="dataset", unit="input")
+        it = tqdm(jobs, desc="dataset", unit="input")
     with ShardWriter(
         out_dir,
         samples_per_shard=o.samples_per_shard,
@@ -204,27 +289,39 @@ def build_dataset(
         attributes=attributes,
         overwrite=overwrite,
     ) as writer:
-        for pos, src in enumerate(it):
+        for pos, (src, so, utk_name) in enumerate(it):
             report.inputs += 1
             stem = f"{pos:05d}_{_key_part(Path(src.path).stem)}"
             try:
-                for frame, result in analyzer.iter_results(src):
+                for frame, result in analyzer_for(so.aligned).iter_results(src):
                     for face in result.faces:
-                        why = _quality(face, o)
+                        why = _quality(face, so)
                         if why is not None:
                             report.reject(why)
                             continue
                         extra = {}
                         if teacher is not None:
                             extra["emotion_teacher"] = _teach(teacher, face.aligned)
-                        writer.write(
-                            _sample(src.path, stem, frame.index, frame.timestamp, face, extra)
-                        )
+                        if bs_teacher is not None:
+                            extra.update(teacher_labels(bs_teacher, face.aligned))
+                        if utk_name is not None:
+                            extra.update(
+                                age=utk_name.age, gender=utk_name.gender, race=utk_name.race
+                            )
+                        sample = _sample(src.path, stem, frame.index, frame.timestamp, face, extra)
+                        if utk_name is not None:
+                            sample = dataclasses.replace(
+                                sample, source="utkface", subject_id=utk_name.subject_id
+                            )
+                        writer.write(sample)
                         report.kept += 1
             except FacexprError as e:
                 report.failures.append((src.path, str(e)))
                 log.error("%s", e)
-    analyzer.close()
+    for a in analyzers.values():
+        a.close()
+    if bs_teacher is not None:
+        bs_teacher.close()
     return report
 
 

@@ -140,6 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
     sy.add_argument("--seed", type=int, default=0)
     sy.add_argument("--workers", type=_positive_int, default=1)
     sy.add_argument(
+        "--pair-size",
+        type=_positive_int,
+        default=1,
+        help="K consecutive faces share one expression on K identities (triplet positives)",
+    )
+    sy.add_argument(
         "--identities",
         type=_positive_int,
         default=None,
@@ -199,7 +205,32 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="add emotion pseudo-labels from the ported teacher ('auto': its cache location)",
     )
+    b.add_argument(
+        "--teacher-bundle",
+        metavar="TASK",
+        default=None,
+        help="cache Blendshape V2 teacher labels: MediaPipe's face_landmarker.task ('env': "
+        "$FACEXPR_LANDMARKER_TASK)",
+    )
+    b.add_argument("--limit", type=_positive_int, default=None, help="files read per UTKFace root")
     b.add_argument("--overwrite", action="store_true", help="replace a dataset in DIR")
+    te = dsub.add_parser(
+        "teach",
+        help="copy a dataset adding cached Blendshape V2 teacher labels",
+        description="Run the Blendshape V2 teacher (MediaPipe's Face Mesh V2 + Blendshape V2, "
+        "through facexpr's LiteRT code) on every crop of dataset IN and write the samples with "
+        "arkit_teacher / neutral_teacher / teacher_presence added to OUT.",
+    )
+    te.add_argument("dir", metavar="IN")
+    te.add_argument("--out", "-o", required=True, metavar="OUT")
+    te.add_argument(
+        "--teacher-bundle",
+        metavar="TASK",
+        default=None,
+        help="MediaPipe's face_landmarker.task (default: $FACEXPR_LANDMARKER_TASK)",
+    )
+    te.add_argument("--limit", type=_positive_int, default=None, help="first N samples only")
+    te.add_argument("--overwrite", action="store_true", help="replace a dataset in OUT")
     fp = dsub.add_parser(
         "ferplus",
         help="convert FER+ (packed or upstream layout) into the dataset format",
@@ -299,6 +330,8 @@ def cmd_dataset(args: argparse.Namespace) -> int:
             pseudo_labels=not args.no_pseudo_labels,
             aligned=args.aligned,
             teacher=args.teacher,
+            teacher_bundle=args.teacher_bundle,
+            limit=args.limit,
         )
         report = build_dataset(
             args.inputs,
@@ -319,6 +352,23 @@ def cmd_dataset(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         return 1 if report.failures else 0
+    if args.dataset_command == "teach":
+        from facexpr.analyze.teach import teach_dataset
+
+        rep = teach_dataset(
+            args.dir,
+            args.out,
+            bundle=args.teacher_bundle,
+            limit=args.limit,
+            overwrite=args.overwrite,
+            progress=sys.stderr.isatty(),
+        )
+        ms = 1000 * rep.seconds / max(1, rep.samples)
+        print(
+            f"{args.out}: {rep.samples} samples labelled ({rep.no_face} without a teacher face), "
+            f"teacher {ms:.1f} ms a face"
+        )
+        return 0
     if args.dataset_command == "ferplus":
         from pathlib import Path
 
@@ -359,6 +409,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
         workers=args.workers,
         n_identities=args.identities,
         background_dir=args.backgrounds,
+        pair_size=args.pair_size,
     )
     manifest = generate(options, args.out, progress=sys.stderr.isatty(), overwrite=args.overwrite)
     print(f"{args.out}: {manifest.n_samples} faces in {len(manifest.shards)} shards")

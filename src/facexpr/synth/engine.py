@@ -93,6 +93,10 @@ class SynthOptions:
         png_compression: zlib level 0-9 of the PNG crops.
         antialias: multisample anti-aliasing samples of the renderer (0, 2, 4 or 8); on
             llvmpipe, 2 costs ~25 ms per 320 px frame over 0 and removes jagged head outlines.
+        pair_size: samples that share one expression. With k > 1, samples ``g*k .. g*k+k-1``
+            render the same expression (drawn from group ``g``'s own seed) on k different
+            identities (when there are k), each with its own pose, light and background: exact
+            positive pairs for expression triplets. 1 (default) draws an expression per sample.
     """
 
     avatars: tuple[str, ...] = ("ict",)
@@ -116,8 +120,11 @@ class SynthOptions:
     expressions: ExpressionSamplerOptions = field(default_factory=ExpressionSamplerOptions)
     png_compression: int = 3
     antialias: int = 2
+    pair_size: int = 1
 
     def __post_init__(self) -> None:
+        if self.pair_size < 1:
+            raise ConfigError(f"SynthOptions.pair_size must be >= 1, got {self.pair_size}")
         if not self.avatars:
             raise ConfigError("SynthOptions.avatars: give at least one avatar name")
         if self.n < 1:
@@ -311,7 +318,15 @@ def render_sample(scene: _Scene, index: int) -> SynthSample:
     o = scene.options
     rng = np.random.default_rng(np.random.SeedSequence(o.seed, spawn_key=(0, index)))
     name, k = scene.identities[int(rng.integers(len(scene.identities)))]
-    expr = ExpressionSampler(rng, o.expressions).sample()
+    if o.pair_size > 1:
+        # One expression per group, on distinct identities: the group's own generator draws both.
+        group, j = divmod(index, o.pair_size)
+        grng = np.random.default_rng(np.random.SeedSequence(o.seed, spawn_key=(2, group)))
+        order = grng.permutation(len(scene.identities))
+        name, k = scene.identities[int(order[j % len(order)])]
+        expr = ExpressionSampler(grng, o.expressions).sample()
+    else:
+        expr = ExpressionSampler(rng, o.expressions).sample()
     pitch, yaw, roll = (float(rng.uniform(*r)) for r in (o.pitch_range, o.yaw_range, o.roll_range))
     light = _draw_light(rng, o.light)
     kind = o.backgrounds[int(rng.integers(len(o.backgrounds)))]
@@ -340,6 +355,7 @@ def render_sample(scene: _Scene, index: int) -> SynthSample:
         "index": index,
         "avatar": name,
         "expression": expr.kind,
+        **({"expression_group": index // o.pair_size} if o.pair_size > 1 else {}),
         "render_pose": [round(v, 4) for v in (pitch, yaw, roll)],
         "background": kind,
         "light": light,

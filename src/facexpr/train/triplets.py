@@ -1,29 +1,35 @@
-"""Expression triplets for stage 2: an image pool from shard datasets, and triplets over it.
+"""Expression-similarity triplets for stage 2, where the identity is never the cue.
 
-A triplet (anchor, positive, negative) says the anchor and the positive show the more similar
-expressions. The identity is never the cue: the three faces always belong to three different
-subjects. Triplets come from either
+A triplet (anchor, positive, negative) says: the anchor and the positive show the more similar
+expressions, the negative the odd one (FEC's convention, Vemulapalli and Agarwala, CVPR 2019). So
+that an embedding cannot solve triplets by who the person is, the sources vary identity inside
+each triplet: the **positive comes from another subject** than the anchor, and the negative, where
+one qualifies, from the **anchor's own subject** (the identity then points the wrong way).
 
-- **mining by a label vector** (:func:`mine_triplets`): for each anchor, a few candidates of other
-  people are drawn; the nearest in label space is the positive, and a negative is drawn among the
-  candidates farther than the positive by ``min_gap`` from *both* the anchor and the positive (the
-  symmetric loss compares both). The vector is any per-sample label of the shards: the
-  Blendshape V2 teacher's 52 scores, the fitted ARKit weights (``arkit``, from ``facexpr dataset
-  build``), FER+ vote distributions (``emotion_soft``), synthetic rig weights; or
-- **a triplets file** (:func:`read_triplets`), JSON lines ``{"anchor": KEY, "positive": KEY,
-  "negative": KEY, "type": NAME}`` whose keys are sample keys of the listed shard datasets, or
-  ``"D:KEY"`` (D the dataset's position in the list) where a key is in several (FEC triplets,
-  video triplets, synthetic ones written by a builder).
+Sources (each a fixed, seeded list of index triples mined once, so ``len`` and ``[i]`` are
+deterministic and batches resume exactly):
 
-The pool keeps each image's PNG bytes (decoded when a batch is built), so 24k faces take about
-their file size in memory, not 37 kB each.
+- :class:`RigTriplets` (a) synthetic faces: distance between the exact ``arkit_weights`` the synth
+  engine rendered. Positive: the nearest rig of another identity (``pos_max`` bounds it; where the
+  dataset renders one rig on several identities, that distance is 0); negative: a rig at least
+  ``margin`` further from both.
+- :class:`TeacherTriplets` (b) real faces: the same rule on cached Blendshape V2 vectors
+  (``arkit_teacher``, ``facexpr dataset teach``) of UTKFace, FER+ and video frames, across people.
+- :class:`VoteTriplets` (c) FER+: L1 distance between the 10-annotator vote distributions.
+- :class:`TrackTriplets` (d) video: three frames of one tracked face whose expression changed
+  (same person throughout, so only the expression can tell them apart).
+- :class:`FecTriplets`: human-annotated FEC triplets (:mod:`facexpr.io.datasets.fec`).
+
+:class:`TripletMix` mixes sources by ratio; :func:`collate_triplets` stacks a batch with its type
+ids, which pick the per-type margin of the loss (:data:`DEFAULT_MARGINS`). Held-out splits:
+``split="train" | "test"`` keeps the subjects of one side of a seeded subject-exclusive split
+(:func:`split_subjects`): identities never trained on (synthetic), people never trained on (real).
 """
 
 from __future__ import annotations
 
-import io
-import json
-import tarfile
+import enum
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,280 +37,516 @@ from typing import Literal
 
 import numpy as np
 
-from facexpr.core.errors import ConfigError, InputError
-from facexpr.io.shards import read_manifest
+from facexpr.core.errors import ConfigError
+from facexpr.io.shards import subject_split
+from facexpr.train.mixing import ShardIndex, resize_square
 
-__all__ = ["ImagePool", "Triplets", "load_pool", "mine_triplets", "read_triplets"]
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "DEFAULT_MARGINS",
+    "FecTriplets",
+    "RigTriplets",
+    "TeacherTriplets",
+    "TrackTriplets",
+    "Triplet",
+    "TripletMix",
+    "TripletType",
+    "VoteTriplets",
+    "collate_triplets",
+    "mine_triplets",
+    "split_subjects",
+]
+
+Split = Literal["all", "train", "test"]
 
 
-@dataclass(frozen=True)
-class ImagePool:
-    """Images of one or more shard datasets, by index.
+class TripletType(enum.IntEnum):
+    """Where a triplet comes from; the id selects the loss margin."""
+
+    RIG = 0
+    TEACHER = 1
+    VOTES = 2
+    TRACK = 3
+    FEC_ONE_CLASS = 4
+    FEC_TWO_CLASS = 5
+    FEC_THREE_CLASS = 6
+
+
+DEFAULT_MARGINS: dict[TripletType, float] = {
+    TripletType.RIG: 0.2,
+    TripletType.TEACHER: 0.1,
+    TripletType.VOTES: 0.1,
+    TripletType.TRACK: 0.1,
+    TripletType.FEC_ONE_CLASS: 0.1,
+    TripletType.FEC_TWO_CLASS: 0.1,
+    TripletType.FEC_THREE_CLASS: 0.2,
+}
+"""Loss margins (squared distances of unit embeddings) per type; FEC's are the paper's."""
+
+
+@dataclass(frozen=True, slots=True)
+class Triplet:
+    """One training triplet.
 
     Attributes:
-        keys: (N,) sample keys (unique within a dataset).
-        subjects: (N,) subject ids.
-        png: N PNG byte strings.
-        labels: label name -> (N, D) float32 vectors, NaN rows where a sample (or its whole
-            dataset) lacks the label.
-        dataset: (N,) int index of the dataset each sample comes from.
-    """
-
-    keys: np.ndarray
-    subjects: np.ndarray
-    png: list[bytes]
-    labels: dict[str, np.ndarray]
-    dataset: np.ndarray
-
-    def index(self) -> dict[str, int]:
-        """Returns key -> index: ``"D:KEY"`` (D the dataset's position in the list) for every
-        sample, and the bare ``"KEY"`` where it is unique over the datasets."""
-        out: dict[str, int] = {}
-        seen: dict[str, int] = {}
-        for i, (k, d) in enumerate(zip(self.keys, self.dataset, strict=True)):
-            out[f"{d}:{k}"] = i
-            seen[str(k)] = seen.get(str(k), 0) + 1
-        for i, k in enumerate(self.keys):
-            if seen[str(k)] == 1:
-                out[str(k)] = i
-        return out
-
-
-@dataclass(frozen=True)
-class Triplets:
-    """Triplets as indices into an :class:`ImagePool`.
-
-    Attributes:
-        anchor, positive, negative: (T,) int64 indices.
-        types: (T,) triplet type names (each has a margin in the recipe's config).
+        anchor: (S, S, 3) uint8 RGB.
+        positive: (S, S, 3) uint8 RGB, the expression closer to the anchor's.
+        negative: (S, S, 3) uint8 RGB, the odd one.
+        type_id: a :class:`TripletType`.
+        keys: the three samples' keys (or FEC URLs).
+        subjects: the three subject ids ('' where unknown).
     """
 
     anchor: np.ndarray
     positive: np.ndarray
     negative: np.ndarray
-    types: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.anchor)
-
-    def select(self, mask: np.ndarray) -> Triplets:
-        """Returns the triplets where ``mask`` is True."""
-        return Triplets(
-            self.anchor[mask], self.positive[mask], self.negative[mask], self.types[mask]
-        )
-
-    @staticmethod
-    def concat(parts: Sequence[Triplets]) -> Triplets:
-        """Returns the triplets of ``parts`` one after the other."""
-        if not parts:
-            e = np.zeros(0, np.int64)
-            return Triplets(e, e, e, np.zeros(0, dtype=object))
-        return Triplets(
-            *(
-                np.concatenate([getattr(p, f) for p in parts])
-                for f in ("anchor", "positive", "negative", "types")
-            )
-        )
+    type_id: TripletType
+    keys: tuple[str, str, str]
+    subjects: tuple[str, str, str]
 
 
-def load_pool(dataset_dirs: Sequence[str | Path], labels: Sequence[str] = ()) -> ImagePool:
-    """Returns the images (and some label vectors) of shard datasets.
-
-    Args:
-        dataset_dirs: folders with ``manifest.json``.
-        labels: names of numeric label fields to keep as vectors; each must be a field of at
-            least one of the datasets (the others' rows are NaN).
+def split_subjects(
+    subject_ids: Sequence[str], test_share: float = 0.2, seed: int = 0
+) -> dict[str, frozenset[str]]:
+    """Returns ``{"train": ids, "test": ids}``, a subject-exclusive split by sample share.
 
     Raises:
-        InputError: a missing or corrupt dataset or shard (named).
-        ConfigError: a label no dataset has (or of different sizes).
+        ConfigError: ``test_share`` outside (0, 1), or fewer than 2 subjects.
     """
-    manifests = [read_manifest(d) for d in dataset_dirs]
-    dims: dict[str, int] = {}
-    for name in labels:
-        for m in manifests:
-            f = {x.name: x for x in m.fields}.get(name)
-            if f is None or f.dtype == "str":
-                continue
-            dim = int(np.prod(f.shape)) if f.shape else 1
-            if dims.setdefault(name, dim) != dim:
-                raise ConfigError(f"{m.path}: label '{name}' has {dim} values, not {dims[name]}")
-        if name not in dims:
-            have = sorted({x.name for m in manifests for x in m.fields if x.dtype != "str"})
-            raise ConfigError(
-                f"no dataset has a numeric label '{name}' to mine triplets by "
-                f"(they have: {', '.join(have)})"
-            )
-    keys, subjects, png, which = [], [], [], []
-    rows: dict[str, list[np.ndarray]] = {name: [] for name in labels}
-    for di, (d, m) in enumerate(zip(dataset_dirs, manifests, strict=True)):
-        for info in m.shards:
-            path = Path(d) / info.name
-            try:
-                tar = tarfile.open(fileobj=io.BytesIO(path.read_bytes()), mode="r:")  # noqa: SIM115
-                groups: dict[str, dict[str, bytes]] = {}
-                for mem in tar.getmembers():
-                    if mem.isfile():
-                        k, _, ext = mem.name.partition(".")
-                        fh = tar.extractfile(mem)
-                        if fh is not None:
-                            groups.setdefault(k, {})[ext] = fh.read()
-            except FileNotFoundError:
-                raise InputError(path, "shard listed in the manifest is missing") from None
-            except (tarfile.TarError, OSError) as e:
-                raise InputError(path, f"corrupt shard, not a readable tar ({e})") from None
-            for k, parts in groups.items():
-                if "png" not in parts or "json" not in parts:
-                    raise InputError(path, f"sample '{k}' lacks its .png or .json member")
-                try:
-                    meta = json.loads(parts["json"])
-                except ValueError as e:
-                    raise InputError(path, f"sample '{k}': corrupt JSON ({e})") from None
-                keys.append(k)
-                subjects.append(str(meta.get("subject_id", "")) or k)
-                png.append(parts["png"])
-                which.append(di)
-                values = meta.get("labels") or {}
-                for name in labels:
-                    row = np.full(dims[name], np.nan, np.float32)
-                    v = values.get(name)
-                    if v is not None:
-                        try:
-                            row[:] = np.asarray(v, np.float32).reshape(-1)
-                        except (ValueError, TypeError):
-                            raise InputError(
-                                path, f"sample '{k}': label '{name}' has the wrong size"
-                            ) from None
-                    rows[name].append(row)
-    return ImagePool(
-        keys=np.asarray(keys, dtype=object),
-        subjects=np.asarray(subjects, dtype=object),
-        png=png,
-        labels={
-            name: np.stack(r) if r else np.zeros((0, dims[name]), np.float32)
-            for name, r in rows.items()
-        },
-        dataset=np.asarray(which, np.int64),
-    )
+    if not 0.0 < test_share < 1.0:
+        raise ConfigError(f"test_share must be in (0, 1), got {test_share}")
+    folds = subject_split(list(subject_ids), {"train": 1 - test_share, "test": test_share}, seed)
+    return {k: frozenset(v) for k, v in folds.items()}
+
+
+def _dist(vectors: np.ndarray, a: np.ndarray | int, metric: str) -> np.ndarray:
+    diff = vectors - a
+    if metric == "l1":
+        return np.abs(diff).sum(-1)
+    return np.sqrt((diff * diff).sum(-1))
 
 
 def mine_triplets(
-    pool: ImagePool,
-    label: str,
-    allowed: np.ndarray,
+    vectors: np.ndarray,
+    subjects: Sequence[str],
     n: int,
     *,
-    type_name: str,
-    min_gap: float,
-    candidates: int = 32,
-    negative: Literal["random", "closest"] = "closest",
+    pos_max: float,
+    margin: float,
+    metric: Literal["l2", "l1"] = "l2",
+    same_subject_positive: bool = False,
+    pool: int = 512,
     seed: int = 0,
-) -> Triplets:
-    """Returns up to ``n`` triplets mined by label distance among the ``allowed`` samples.
+    max_tries: int = 20,
+) -> np.ndarray:
+    """Returns (M, 3) int64 index triples (anchor, positive, negative), M <= n.
+
+    For each triple: a random anchor; the positive is the nearest of ``pool`` random candidates
+    from *other* subjects (or, with ``same_subject_positive``, from the anchor's own subject),
+    accepted when its distance ``d_ap <= pos_max``; the negative must satisfy
+    ``d(a, n) >= d_ap + margin`` and ``d(p, n) >= d_ap + margin`` (both sides, as the symmetric
+    loss asks), and is taken from the anchor's own subject when one there qualifies, else from
+    the pool. Anchors that find no such pair are redrawn (up to ``max_tries * n`` draws).
 
     Args:
-        pool: images with ``labels``.
-        label: the label vector to mine by (a key of ``pool.labels``).
-        allowed: (N,) bool, the samples this split may use (its subjects), with a label.
-        n: triplets wanted.
-        type_name: the type given to every triplet (its margin is looked up by this name).
-        min_gap: the negative's Euclidean label distance to both the anchor and the positive
-            exceeds the positive's distance to the anchor by at least this.
-        candidates: candidates drawn per anchor (more: closer positives, slower).
-        negative: among the candidates far enough, the one closest to the anchor (harder
-            triplets, finer distinctions, as FEC's annotated near-misses) or a random one.
-        seed: mining seed.
-
-    Raises:
-        ConfigError: the label was not loaded, or fewer than 3 subjects to draw from.
+        vectors: (N, D) float expression descriptors (rig weights, teacher scores, votes).
+        subjects: (N,) subject ids; '' means unknown (each such sample its own subject).
+        n: triples wanted.
+        pos_max: largest anchor-positive distance.
+        margin: least extra distance of the negative.
+        metric: 'l2' (Euclidean) or 'l1'.
+        same_subject_positive: all three from one subject (video tracks).
+        pool: candidates drawn per anchor.
+        seed: the draw seed.
+        max_tries: anchor draws per wanted triple before giving up.
     """
-    if label not in pool.labels:
-        raise ConfigError(f"label '{label}' was not loaded into the pool")
-    lab = pool.labels[label]
-    ok = allowed & ~np.isnan(lab).any(axis=1)
-    idx = np.flatnonzero(ok)
-    if len(np.unique(pool.subjects[idx].astype(str))) < 3:
-        raise ConfigError(
-            f"mining '{type_name}' triplets needs faces of at least 3 subjects with label "
-            f"'{label}'; found {len(idx)} faces"
-        )
+    if metric not in ("l2", "l1"):
+        raise ConfigError(f"metric must be 'l2' or 'l1', got {metric!r}")
+    v = np.asarray(vectors, np.float32)
+    N = len(v)
+    if N < 3 or len(subjects) != N:
+        raise ConfigError(f"mine_triplets: need >= 3 vectors with one subject each, got {N}")
+    subj = np.array([s if s else f"\0{i}" for i, s in enumerate(subjects)])
+    _, sid = np.unique(subj, return_inverse=True)
+    groups: dict[int, np.ndarray] = {}
+    order = np.argsort(sid, kind="stable")
+    bounds = np.flatnonzero(np.diff(sid[order])) + 1
+    for g in np.split(order, bounds):
+        groups[int(sid[g[0]])] = g
     rng = np.random.default_rng(seed)
-    subj = pool.subjects.astype(str)
-    out_a, out_p, out_n = [], [], []
-    tries = 0
-    while len(out_a) < n and tries < 20 * n + 100:
-        tries += 1
-        a = idx[rng.integers(len(idx))]
-        c = idx[rng.integers(len(idx), size=candidates)]
-        c = c[subj[c] != subj[a]]
-        if len(c) < 2:
-            continue
-        d = np.linalg.norm(lab[c] - lab[a], axis=1)
-        j = int(np.argmin(d))
-        p, d_ap = c[j], d[j]
-        d_pn = np.linalg.norm(lab[c] - lab[p], axis=1)
-        far = (d >= d_ap + min_gap) & (d_pn >= d_ap + min_gap) & (subj[c] != subj[p])
-        if not far.any():
-            continue
-        if negative == "closest":
-            neg = c[far][int(np.argmin(d[far]))]
+    out: list[tuple[int, int, int]] = []
+    for _ in range(max(1, max_tries) * n):
+        if len(out) >= n:
+            break
+        a = int(rng.integers(N))
+        own = groups[int(sid[a])]
+        if same_subject_positive:
+            cand = own[own != a]
+            if len(cand) > pool:
+                cand = rng.choice(cand, pool, replace=False)
         else:
-            neg = c[far][rng.integers(int(far.sum()))]
-        out_a.append(a)
-        out_p.append(p)
-        out_n.append(neg)
-    k = len(out_a)
-    return Triplets(
-        np.asarray(out_a, np.int64),
-        np.asarray(out_p, np.int64),
-        np.asarray(out_n, np.int64),
-        np.asarray([type_name] * k, dtype=object),
-    )
+            cand = rng.integers(0, N, size=min(pool, N))
+            cand = cand[sid[cand] != sid[a]]
+        if len(cand) == 0:
+            continue
+        d = _dist(v[cand], v[a], metric)
+        k = int(np.argmin(d))
+        d_ap = float(d[k])
+        if not d_ap <= pos_max:
+            continue
+        p = int(cand[k])
+        found = -1
+        for src in (own, rng.integers(0, N, size=min(pool, N))):
+            src = src[(src != a) & (src != p)]
+            if len(src) == 0:
+                continue
+            ok = (_dist(v[src], v[a], metric) >= d_ap + margin) & (
+                _dist(v[src], v[p], metric) >= d_ap + margin
+            )
+            hits = src[ok]
+            if len(hits):
+                found = int(hits[int(rng.integers(len(hits)))])
+                break
+            if same_subject_positive:
+                break  # the negative must come from the track too
+        if found >= 0:
+            out.append((a, p, found))
+    if len(out) < n:
+        log.warning("mined %d of %d triplets (pos_max %.3g, margin %.3g)", len(out), n,
+                    pos_max, margin)  # fmt: skip
+    return np.array(out, np.int64).reshape(-1, 3)
 
 
-def read_triplets(path: str | Path, pool: ImagePool) -> Triplets:
-    """Returns the triplets of a JSON-lines file over ``pool`` (see the module docstring).
+class _IndexedTriplets:
+    """Triplets of index triples over one or more :class:`ShardIndex` (see the subclasses)."""
+
+    type_id: TripletType
+
+    def __init__(
+        self,
+        indexes: Sequence[ShardIndex],
+        field: str,
+        n: int,
+        *,
+        pos_max: float,
+        margin: float,
+        metric: Literal["l2", "l1"],
+        split: Split,
+        test_share: float,
+        split_seed: int,
+        seed: int,
+        size: int | None,
+        same_subject_positive: bool = False,
+        min_presence: float | None = None,
+    ) -> None:
+        if n < 1:
+            raise ConfigError(f"{type(self).__name__}: n must be >= 1, got {n}")
+        if split not in ("all", "train", "test"):
+            raise ConfigError(f"split must be 'all', 'train' or 'test', got {split!r}")
+        vecs, subjects, refs = [], [], []
+        for di, ix in enumerate(indexes):
+            v, present = ix.vectors(field)
+            if min_presence is not None and "teacher_presence" in ix.fields:
+                pr, has = ix.vectors("teacher_presence")
+                present &= has & (pr[:, 0] >= min_presence)
+            for i in np.flatnonzero(present):
+                vecs.append(v[i])
+                s = ix.subject_ids[i]
+                # Subjects of different datasets never coincide; '' stays unknown (own subject).
+                subjects.append(f"{di}:{s}" if s else "")
+                refs.append((di, int(i)))
+        if len(vecs) < 3:
+            raise ConfigError(
+                f"{type(self).__name__}: {len(vecs)} samples carry '{field}'; need at least 3"
+            )
+        subj_keys = [s if s else f"{refs[i][0]}:#{refs[i][1]}" for i, s in enumerate(subjects)]
+        if split != "all":
+            keep_ids = split_subjects(subj_keys, test_share, split_seed)[split]
+            keep = [i for i, s in enumerate(subj_keys) if s in keep_ids]
+            vecs = [vecs[i] for i in keep]
+            subjects = [subjects[i] for i in keep]
+            refs = [refs[i] for i in keep]
+            subj_keys = [subj_keys[i] for i in keep]
+        self.indexes = list(indexes)
+        self.refs = refs
+        self.subject_keys = subj_keys
+        self.size = size
+        self.triples = mine_triplets(
+            np.stack(vecs), subjects, n, pos_max=pos_max, margin=margin, metric=metric,
+            same_subject_positive=same_subject_positive, seed=seed,
+        )  # fmt: skip
+        if len(self.triples) == 0:
+            raise ConfigError(
+                f"{type(self).__name__}: no triplet satisfies pos_max={pos_max} and "
+                f"margin={margin} on '{field}'; loosen them"
+            )
+
+    def subjects(self) -> frozenset[str]:
+        """Returns the subject ids (``dataset:subject``) the triplets draw from."""
+        return frozenset(self.subject_keys[int(i)] for i in np.unique(self.triples))
+
+    def __len__(self) -> int:
+        return len(self.triples)
+
+    def __getitem__(self, i: int) -> Triplet:
+        tri = self.triples[i]
+        imgs, keys, subs = [], [], []
+        for j in tri:
+            di, k = self.refs[int(j)]
+            ix = self.indexes[di]
+            imgs.append(resize_square(ix.image(k), self.size))
+            keys.append(ix.keys[k])
+            subs.append(ix.subject_ids[k])
+        return Triplet(imgs[0], imgs[1], imgs[2], self.type_id, tuple(keys), tuple(subs))  # type: ignore[arg-type]
+
+
+def _as_indexes(datasets: str | Path | ShardIndex | Sequence[str | Path | ShardIndex]):
+    if isinstance(datasets, str | Path | ShardIndex):
+        datasets = [datasets]
+    return [d if isinstance(d, ShardIndex) else ShardIndex(d) for d in datasets]
+
+
+class RigTriplets(_IndexedTriplets):
+    """(a) Synthetic triplets by exact rig-weight distance (``arkit_weights``, Euclidean).
+
+    Args:
+        datasets: synthetic dataset folder(s) (``facexpr synth``) or their indexes.
+        n: triplets to mine.
+        pos_max: largest anchor-positive rig distance (0 for exact pairs only).
+        margin: least extra rig distance of the negative.
+        split: 'train' or 'test' side of a subject split over identities, or 'all'.
+        test_share: share of samples (whole identities) held out for 'test'.
+        split_seed: seed of that split (the same on both sides).
+        seed: mining seed.
+        size: output side in px (None: as stored).
+    """
+
+    type_id = TripletType.RIG
+
+    def __init__(
+        self,
+        datasets: str | Path | ShardIndex | Sequence[str | Path | ShardIndex],
+        n: int = 10000,
+        *,
+        pos_max: float = 0.35,
+        margin: float = 0.3,
+        split: Split = "all",
+        test_share: float = 0.2,
+        split_seed: int = 0,
+        seed: int = 0,
+        size: int | None = 224,
+        field: str = "arkit_weights",
+    ) -> None:
+        super().__init__(
+            _as_indexes(datasets), field, n, pos_max=pos_max, margin=margin, metric="l2",
+            split=split, test_share=test_share, split_seed=split_seed, seed=seed, size=size,
+        )  # fmt: skip
+
+
+class TeacherTriplets(_IndexedTriplets):
+    """(b) Real-face triplets by Blendshape V2 teacher-vector distance, across people.
+
+    Args:
+        datasets: datasets with cached ``arkit_teacher`` (UTKFace, FER+, video frames).
+        n, pos_max, margin, split, test_share, split_seed, seed, size: as :class:`RigTriplets`.
+        min_presence: samples whose teacher face presence is lower are left out.
+    """
+
+    type_id = TripletType.TEACHER
+
+    def __init__(
+        self,
+        datasets: str | Path | ShardIndex | Sequence[str | Path | ShardIndex],
+        n: int = 10000,
+        *,
+        pos_max: float = 0.35,
+        margin: float = 0.3,
+        split: Split = "all",
+        test_share: float = 0.2,
+        split_seed: int = 0,
+        seed: int = 0,
+        size: int | None = 224,
+        min_presence: float = 0.5,
+    ) -> None:
+        super().__init__(
+            _as_indexes(datasets), "arkit_teacher", n, pos_max=pos_max, margin=margin,
+            metric="l2", split=split, test_share=test_share, split_seed=split_seed, seed=seed,
+            size=size, min_presence=min_presence,
+        )  # fmt: skip
+
+
+class VoteTriplets(_IndexedTriplets):
+    """(c) FER+ triplets by L1 distance between vote distributions (``emotion_soft``, 0-2).
+
+    FER2013 has no subject ids, so every face counts as its own person (the split is by face).
+    Args as :class:`RigTriplets`.
+    """
+
+    type_id = TripletType.VOTES
+
+    def __init__(
+        self,
+        datasets: str | Path | ShardIndex | Sequence[str | Path | ShardIndex],
+        n: int = 10000,
+        *,
+        pos_max: float = 0.2,
+        margin: float = 0.6,
+        split: Split = "all",
+        test_share: float = 0.2,
+        split_seed: int = 0,
+        seed: int = 0,
+        size: int | None = 224,
+    ) -> None:
+        super().__init__(
+            _as_indexes(datasets), "emotion_soft", n, pos_max=pos_max, margin=margin,
+            metric="l1", split=split, test_share=test_share, split_seed=split_seed, seed=seed,
+            size=size,
+        )  # fmt: skip
+
+
+class TrackTriplets(_IndexedTriplets):
+    """(d) Video triplets: three frames of one tracked face (subject ``file#track``), the
+    negative a frame whose expression moved ``margin`` further.
+
+    Args:
+        datasets: corpus datasets built from videos (``facexpr dataset build VIDEO``).
+        field: the expression descriptor: ``arkit_teacher`` (cached teacher) or ``arkit``
+            (the fitted blendshapes every corpus has).
+        other args: as :class:`RigTriplets`.
+    """
+
+    type_id = TripletType.TRACK
+
+    def __init__(
+        self,
+        datasets: str | Path | ShardIndex | Sequence[str | Path | ShardIndex],
+        n: int = 10000,
+        *,
+        field: str = "arkit_teacher",
+        pos_max: float = 0.2,
+        margin: float = 0.3,
+        split: Split = "all",
+        test_share: float = 0.2,
+        split_seed: int = 0,
+        seed: int = 0,
+        size: int | None = 224,
+    ) -> None:
+        super().__init__(
+            _as_indexes(datasets), field, n, pos_max=pos_max, margin=margin, metric="l2",
+            split=split, test_share=test_share, split_seed=split_seed, seed=seed, size=size,
+            same_subject_positive=True,
+            min_presence=0.5 if field == "arkit_teacher" else None,
+        )  # fmt: skip
+
+
+class FecTriplets:
+    """FEC's annotated triplets: the odd one (most votes) is the negative, the similar pair
+    anchor and positive; the type id follows FEC's triplet type.
+
+    Args:
+        dataset: an opened :class:`~facexpr.io.datasets.fec.FecDataset` (its ``size`` sets the
+            crop side).
+        min_agreement: keep triplets whose odd one got at least this share of the votes.
+    """
+
+    def __init__(self, dataset, min_agreement: float = 0.0) -> None:
+        if not 0.0 <= min_agreement <= 1.0:
+            raise ConfigError(f"min_agreement must be in [0, 1], got {min_agreement}")
+        self.dataset = dataset
+        self.items = [i for i, t in enumerate(dataset.triplets) if t.agreement >= min_agreement]
+        if not self.items:
+            raise ConfigError(f"FecTriplets: no triplet with agreement >= {min_agreement}")
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> Triplet:
+        faces = self.dataset[self.items[i]]
+        t = faces.triplet
+        odd = t.odd_one
+        a, p = (k for k in range(3) if k != odd)
+        tid = TripletType(TripletType.FEC_ONE_CLASS + t.triplet_type)
+        return Triplet(
+            faces.images[a], faces.images[p], faces.images[odd], tid,
+            (t.urls[a], t.urls[p], t.urls[odd]), ("", "", ""),
+        )  # fmt: skip
+
+
+class TripletMix:
+    """Triplet sources mixed by ratio: item ``i`` is a pure function of ``(seed, i)``.
+
+    Args:
+        sources: name -> a triplet source (``len`` and ``[i]`` giving :class:`Triplet`).
+        ratios: name -> positive share (normalised).
+        n: items per epoch (default: the sources' total).
+        seed: draw seed.
 
     Raises:
-        InputError: unreadable file, a bad line, a key not in the pool, or a triplet whose
-            images repeat a subject (file and line named).
+        ConfigError: ratios that do not match the sources or are not positive; an empty source.
     """
-    path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(path, f"cannot read the triplets file ({e})") from None
-    index = pool.index()
-    subj = pool.subjects.astype(str)
-    a, p, n, t = [], [], [], []
-    for no, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            ids = [index[str(row[k])] for k in ("anchor", "positive", "negative")]
-            kind = str(row["type"])
-        except ValueError as e:
-            raise InputError(path, f"line {no}: not JSON ({e})") from None
-        except KeyError as e:
-            raise InputError(
-                path, f"line {no}: {e} is missing or not a key of the datasets"
-            ) from None
-        except TypeError:
-            raise InputError(
-                path, f"line {no}: expected an object with anchor/positive/negative/type"
-            ) from None
-        if len({subj[i] for i in ids}) < 3:
-            raise InputError(
-                path, f"line {no}: the three faces must be of three different subjects"
+
+    def __init__(self, sources, ratios, *, n: int | None = None, seed: int = 0) -> None:
+        if set(sources) != set(ratios) or not sources:
+            raise ConfigError(
+                f"TripletMix: ratios name {sorted(ratios)} but the sources are {sorted(sources)}"
             )
-        a.append(ids[0])
-        p.append(ids[1])
-        n.append(ids[2])
-        t.append(kind)
-    return Triplets(
-        np.asarray(a, np.int64),
-        np.asarray(p, np.int64),
-        np.asarray(n, np.int64),
-        np.asarray(t, dtype=object),
-    )
+        bad = {k: v for k, v in ratios.items() if not float(v) > 0}
+        if bad:
+            raise ConfigError(f"TripletMix: ratios must be > 0, got {bad}")
+        self.names = sorted(sources)
+        self.sources = [sources[k] for k in self.names]
+        empty = [k for k, s in zip(self.names, self.sources, strict=True) if len(s) == 0]
+        if empty:
+            raise ConfigError(f"TripletMix: empty sources {empty}")
+        p = np.array([float(ratios[k]) for k in self.names])
+        self.n = sum(len(s) for s in self.sources) if n is None else int(n)
+        if self.n < 1:
+            raise ConfigError(f"TripletMix: n must be >= 1, got {n}")
+        rng = np.random.default_rng([seed, 2])
+        self._which = rng.choice(len(self.names), size=self.n, p=p / p.sum())
+        self._pos = np.zeros(self.n, np.int64)
+        for d, s in enumerate(self.sources):
+            at = np.flatnonzero(self._which == d)
+            r = np.random.default_rng([seed, 3, d])
+            reps = -(-len(at) // len(s)) if len(at) else 0
+            seq = np.concatenate([r.permutation(len(s)) for _ in range(reps)]) if reps else []
+            self._pos[at] = seq[: len(at)]
+
+    def __len__(self) -> int:
+        return self.n
+
+    def counts(self) -> dict[str, int]:
+        """Returns how many items each source gives."""
+        return {k: int((self._which == d).sum()) for d, k in enumerate(self.names)}
+
+    def __getitem__(self, i: int) -> Triplet:
+        if not -self.n <= i < self.n:
+            raise IndexError(f"TripletMix item {i} out of range ({self.n})")
+        return self.sources[int(self._which[i])][int(self._pos[i])]
+
+
+def collate_triplets(batch: Sequence[Triplet]):
+    """Returns a batch dict: ``anchor``/``positive``/``negative`` (B, 3, S, S) uint8 tensors and
+    ``type_id`` (B,) int64.
+
+    Raises:
+        ConfigError: images of different sizes in the batch (set the sources' ``size``).
+    """
+    import torch
+
+    shapes = {t.anchor.shape for t in batch} | {t.negative.shape for t in batch}
+    shapes |= {t.positive.shape for t in batch}
+    if len(shapes) != 1:
+        raise ConfigError(f"collate_triplets: images of several sizes {sorted(shapes)}")
+
+    def stack(name: str):
+        a = np.stack([getattr(t, name) for t in batch])
+        return torch.from_numpy(a).permute(0, 3, 1, 2).contiguous()
+
+    return {
+        "anchor": stack("anchor"),
+        "positive": stack("positive"),
+        "negative": stack("negative"),
+        "type_id": torch.tensor([int(t.type_id) for t in batch], dtype=torch.int64),
+    }
