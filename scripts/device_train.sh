@@ -39,7 +39,7 @@ for v in "${VARIANTS[@]}"; do
   timeout "$PER_RUN" "$PY" benchmarks/train_speed.py --device cuda --steps 40 --faces "$FACES" \
     --set model.encoder="$enc" --set model.img_size="$px" --set run.batch_size="$bs" \
     --set model.decoder_dim="$ddim" --set model.decoder_depth="$ddep" \
-    --set model.decoder_heads="$dheads" --set data.shuffle_buffer=512 \
+    --set model.decoder_heads="$dheads" \
     --out "$DEST/train_speed_gpu_${enc}.json" || { echo "   failed or timed out ($?)"; status=1; }
 done
 exit $status

@@ -24,7 +24,6 @@ SMALL = [
     "schedule.warmup_steps=3",
     "data.val_percent=30",  # 24 held-out faces: one eval batch of 16
     "data.eval_batches=1",
-    "data.shuffle_buffer=50",
 ]
 
 

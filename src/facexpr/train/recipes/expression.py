@@ -2,13 +2,14 @@
 
 FreeAvatar / the Global Expression Encoder's second stage with FEC's loss (Vemulapalli and Agarwal
 2019, arXiv:1811.11283): the ``expression`` model of ``facexpr.nn`` (a ViT encoder, started from
-stage 1's ``encoder.safetensors``, plus an L2-normalised embedding head) learns from triplets
-(:mod:`facexpr.train.triplets`) with the symmetric triplet loss and a margin per triplet type.
-Identity is never the cue: the three faces of a triplet are three different people.
+stage 1's ``encoder.safetensors``, plus an L2-normalised embedding head) learns from the triplet
+sources of :mod:`facexpr.train.triplets` (synthetic rig weights, Blendshape V2 teacher vectors,
+FER+ votes, video tracks, FEC), mixed by ratio, with the symmetric triplet loss and a margin per
+triplet type. The sources vary identity inside each triplet, so identity is never the cue.
 
 Batches are dicts: ``images`` (3B, 3, H, W) uint8, the B anchors then the B positives then the B
-negatives; ``margin`` (B,) float32; ``type`` B names. Evaluation reports triplet accuracy overall
-and per type on the triplets of held-out subjects.
+negatives; ``margin`` (B,) float32; ``type`` B type names. Evaluation reports triplet accuracy
+overall and per type on triplets mined from the held-out subjects (the sources' ``test`` side).
 """
 
 from __future__ import annotations
@@ -21,17 +22,30 @@ import numpy as np
 import torch
 
 from facexpr.core.errors import ConfigError
-from facexpr.io.shards import decode_png
 from facexpr.nn import FACE_MEAN, FACE_STD, create_model
 from facexpr.nn.losses import triplet_accuracy, triplet_loss
 from facexpr.nn.vit import VIT_VARIANTS
 from facexpr.train.augment import FaceAugment, normalise, to_uint8_chw
 from facexpr.train.checkpoint import load_model_weights
-from facexpr.train.data import IndexedBatches, held_out
+from facexpr.train.data import IndexedBatches
 from facexpr.train.recipe import DataSpec, Recipe
-from facexpr.train.triplets import ImagePool, Triplets, load_pool, mine_triplets, read_triplets
+from facexpr.train.triplets import (
+    DEFAULT_MARGINS,
+    FecTriplets,
+    RigTriplets,
+    TeacherTriplets,
+    TrackTriplets,
+    TripletMix,
+    TripletType,
+    VoteTriplets,
+)
 
-__all__ = ["ExpressionDataConfig", "ExpressionModelConfig", "ExpressionRecipe", "MineConfig"]
+__all__ = [
+    "ExpressionDataConfig",
+    "ExpressionModelConfig",
+    "ExpressionRecipe",
+    "TripletSourceConfig",
+]
 
 
 @dataclass
@@ -69,32 +83,45 @@ class ExpressionModelConfig:
 
 
 @dataclass
-class MineConfig:
-    """One kind of mined triplets (see :func:`facexpr.train.triplets.mine_triplets`).
+class TripletSourceConfig:
+    """One triplet source of :mod:`facexpr.train.triplets`.
 
     Attributes:
-        label: numeric label to mine by, e.g. 'arkit' (fitted blendshapes of ``facexpr dataset
-            build``), 'emotion_soft' (FER+ votes), a teacher's blendshape scores, rig weights.
-            Only the datasets that have it take part.
-        type: the triplets' type name (its margin is ``data.margins[type]``).
-        n: training triplets (held-out subjects get ``n * val_percent / 100``, at least 64).
-        min_gap: label-distance gap between the positive and the negative.
-        candidates: candidates drawn per anchor.
-        negative: 'closest' (the nearest candidate beyond the gap: harder triplets) or 'random'.
+        kind: 'rig' (synthetic rig weights), 'teacher' (Blendshape V2 vectors), 'votes' (FER+
+            vote distributions), 'track' (video tracks) or 'fec' (FEC's annotated triplets).
+        datasets: shard folders (not for 'fec').
+        n: training triplets to mine (FEC: all its triplets are used).
+        eval_n: triplets mined from the held-out subjects for evaluation (0: none).
+        ratio: share of this source in the mix.
+        field: the label to mine by, for 'rig', 'teacher' and 'track' ('': the source's own).
+        pos_max: largest anchor-positive distance (None: the source's default).
+        margin: least extra distance of the negative when mining (None: the source's default).
+        fec_csv: FEC's annotation CSV ('fec').
+        fec_images: the folder of its downloaded images ('fec').
+        min_agreement: FEC triplets kept when the odd one got at least this share of votes.
     """
 
-    label: str
-    type: str = "teacher"
-    n: int = 20000
-    min_gap: float = 0.1
-    candidates: int = 32
-    negative: Literal["random", "closest"] = "closest"
+    kind: Literal["rig", "teacher", "votes", "track", "fec"]
+    datasets: list[str] = field(default_factory=list)
+    n: int = 10000
+    eval_n: int = 500
+    ratio: float = 1.0
+    field: str = ""
+    pos_max: float | None = None
+    margin: float | None = None
+    fec_csv: str = ""
+    fec_images: str = ""
+    min_agreement: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.n < 0 or self.candidates < 2 or self.min_gap < 0:
+        if self.n < 1 or self.eval_n < 0 or not self.ratio > 0:
             raise ConfigError(
-                f"data.mine '{self.label}': n must be >= 0, candidates >= 2, min_gap >= 0"
+                f"data.sources '{self.kind}': n must be >= 1, eval_n >= 0 and ratio > 0"
             )
+        if self.kind == "fec" and not (self.fec_csv and self.fec_images):
+            raise ConfigError("data.sources 'fec' needs fec_csv and fec_images")
+        if self.kind != "fec" and not self.datasets:
+            raise ConfigError(f"data.sources '{self.kind}' needs datasets (shard folders)")
 
 
 @dataclass
@@ -102,42 +129,73 @@ class ExpressionDataConfig:
     """The triplets.
 
     Attributes:
-        shards: image datasets (shard folders); a triplets file names a key that is in several
-            of them as "D:KEY".
-        mine: the kinds of triplets mined by label distance (each a :class:`MineConfig`).
-        triplets: JSON-lines triplet files over the shards' keys.
-        margins: margin per triplet type.
-        val_percent: share of subjects held out (stable hash of the anchor's subject).
+        sources: the triplet sources, mixed by their ``ratio``.
+        n_per_epoch: triplets per epoch of the mix (0: the sources' total).
+        margins: loss margin per triplet type (``TripletType`` names, lower case).
+        test_share: share of subjects held out for evaluation (the sources' subject split).
+        split_seed: seed of that split.
         scale: random resized crop's area share (min, max).
-        flip: random horizontal flips (the same decision for the three faces is not needed:
-            expression similarity is mirror-invariant).
+        flip: random horizontal flips (expression similarity is mirror-invariant).
         eval_triplets: held-out triplets evaluated at most.
     """
 
-    shards: list[str] = field(default_factory=list)
-    mine: list[MineConfig] = field(default_factory=list)
-    triplets: list[str] = field(default_factory=list)
+    sources: list[TripletSourceConfig] = field(default_factory=list)
+    n_per_epoch: int = 0
     margins: dict[str, float] = field(
-        default_factory=lambda: {
-            "teacher": 0.1,
-            "synthetic": 0.1,
-            "ferplus": 0.1,
-            "video": 0.1,
-            "one_class": 0.1,
-            "two_class": 0.1,
-            "three_class": 0.2,
-        }
+        default_factory=lambda: {t.name.lower(): float(m) for t, m in DEFAULT_MARGINS.items()}
     )
-    val_percent: float = 5.0
+    test_share: float = 0.1
+    split_seed: int = 0
     scale: tuple[float, float] = (0.85, 1.0)
     flip: bool = True
     eval_triplets: int = 2000
 
     def __post_init__(self) -> None:
-        if not 0 <= self.val_percent < 100:
-            raise ConfigError(f"data.val_percent must be in [0, 100), got {self.val_percent}")
+        if not 0 <= self.test_share < 1:
+            raise ConfigError(f"data.test_share must be in [0, 1), got {self.test_share}")
+        if self.n_per_epoch < 0:
+            raise ConfigError(f"data.n_per_epoch must be >= 0, got {self.n_per_epoch}")
+        known = {t.name.lower() for t in TripletType}
+        bad = sorted(set(self.margins) - known)
+        if bad:
+            raise ConfigError(
+                f"data.margins: unknown triplet type '{bad[0]}' (known: {', '.join(sorted(known))})"
+            )
         if any(m < 0 for m in self.margins.values()):
             raise ConfigError(f"data.margins must be >= 0, got {self.margins}")
+
+
+def _build_source(
+    sc: TripletSourceConfig, split: str, d: ExpressionDataConfig, size: int, seed: int
+):
+    """Returns one triplet source of ``sc`` for the 'train' or 'test' side, or None."""
+    if sc.kind == "fec":
+        if split == "test":
+            return None  # FEC has no subject ids to hold people out by; it trains only
+        from facexpr.io.datasets.fec import FecDataset
+
+        return FecTriplets(FecDataset(sc.fec_csv, sc.fec_images, size=size), sc.min_agreement)
+    n = sc.n if split == "train" else sc.eval_n
+    if n == 0 or (split == "test" and d.test_share == 0):
+        return None
+    kw: dict[str, object] = {
+        "split": split if d.test_share else "all",
+        "test_share": d.test_share or 0.2,
+        "split_seed": d.split_seed,
+        "seed": seed + (split == "test"),
+        "size": size,
+    }
+    if sc.pos_max is not None:
+        kw["pos_max"] = sc.pos_max
+    if sc.margin is not None:
+        kw["margin"] = sc.margin
+    if sc.field:
+        if sc.kind == "votes":
+            raise ConfigError("data.sources 'votes' mines by emotion_soft; it takes no field")
+        kw["field"] = sc.field
+    cls = {"rig": RigTriplets, "teacher": TeacherTriplets, "votes": VoteTriplets,
+           "track": TrackTriplets}[sc.kind]  # fmt: skip
+    return cls(sc.datasets, n, **kw)
 
 
 class ExpressionRecipe(Recipe):
@@ -149,8 +207,7 @@ class ExpressionRecipe(Recipe):
 
     def __init__(self, model: ExpressionModelConfig, data: ExpressionDataConfig) -> None:
         super().__init__(model, data)
-        self._pool: ImagePool | None = None
-        self._splits: dict[str, Triplets] = {}
+        self._mixes: dict[str, TripletMix | None] = {}
 
     def build_model(self) -> torch.nn.Module:
         m: ExpressionModelConfig = self.model_cfg
@@ -167,85 +224,62 @@ class ExpressionRecipe(Recipe):
             load_model_weights(model.encoder, path)
         return model
 
-    def _triplets(self) -> tuple[ImagePool, dict[str, Triplets]]:
-        if self._pool is not None:
-            return self._pool, self._splits
-        d: ExpressionDataConfig = self.data_cfg
-        if not d.shards:
-            raise ConfigError("data.shards is empty: give the image datasets the triplets use")
-        if not d.mine and not d.triplets:
-            raise ConfigError("give data.mine (labels to mine triplets by) and/or data.triplets")
-        pool = load_pool(d.shards, sorted({m.label for m in d.mine}))
-        val = np.asarray([held_out(s, d.val_percent) for s in pool.subjects.astype(str)], bool)
-        parts: dict[str, list[Triplets]] = {"train": [], "val": []}
-        for k, mc in enumerate(d.mine):
-            n_val = max(64, mc.n * d.val_percent // 100) if d.val_percent else 0
-            for split, allowed, n in (("train", ~val, mc.n), ("val", val, n_val)):
-                if n:
-                    t = mine_triplets(
-                        pool,
-                        mc.label,
-                        allowed,
-                        int(n),
-                        type_name=mc.type,
-                        min_gap=mc.min_gap,
-                        candidates=mc.candidates,
-                        negative=mc.negative,
-                        seed=2 * k + (split == "val"),
-                    )
-                    parts[split].append(t)
-        for f in d.triplets:
-            t = read_triplets(f, pool)
-            in_val = val[t.anchor] | val[t.positive] | val[t.negative]
-            parts["train"].append(t.select(~in_val))
-            parts["val"].append(t.select(val[t.anchor] & val[t.positive] & val[t.negative]))
-        splits = {k: Triplets.concat(v) for k, v in parts.items()}
-        unknown = sorted(set(splits["train"].types) | set(splits["val"].types)) if splits else []
-        unknown = [t for t in unknown if t not in d.margins]
-        if unknown:
-            raise ConfigError(
-                f"triplet type '{unknown[0]}' has no margin in data.margins "
-                f"(has: {', '.join(d.margins)})"
-            )
-        if not len(splits["train"]):
-            raise ConfigError("no training triplets (mining found none, or the files are empty)")
-        self._pool, self._splits = pool, splits
-        return pool, splits
+    def _mix(self, split: str, seed: int) -> TripletMix | None:
+        if split not in self._mixes:
+            d: ExpressionDataConfig = self.data_cfg
+            if not d.sources:
+                raise ConfigError(
+                    "data.sources is empty: give triplet sources, e.g. "
+                    "--set 'data.sources=[{kind: votes, datasets: [data/ferplus_train]}]'"
+                )
+            size = self.model_cfg.img_size
+            sources, ratios = {}, {}
+            for i, sc in enumerate(d.sources):
+                src = _build_source(sc, split, d, size, seed + 101 * i)
+                if src is not None:
+                    sources[f"{i}:{sc.kind}"] = src
+                    ratios[f"{i}:{sc.kind}"] = sc.ratio
+            if not sources:
+                self._mixes[split] = None
+            else:
+                n = d.n_per_epoch or None if split == "train" else None
+                self._mixes[split] = TripletMix(sources, ratios, n=n, seed=seed)
+        return self._mixes[split]
 
     def build_data(self, split: Literal["train", "val"], spec: DataSpec) -> IndexedBatches | None:
-        pool, splits = self._triplets()
-        t = splits[split]
-        if split == "val":
-            t = t.select(np.arange(len(t)) < self.data_cfg.eval_triplets)
-            if not len(t):
-                return None
         train = split == "train"
+        mix = self._mix("train" if train else "test", spec.seed)
+        if mix is None:
+            if train:
+                raise ConfigError("no training triplets: every source is evaluation-only")
+            return None
+        margins = {t: self.data_cfg.margins.get(t.name.lower()) for t in TripletType}
         aug = FaceAugment(self.model_cfg.img_size, self.data_cfg.scale, self.data_cfg.flip)
-        margins = self.data_cfg.margins
-
-        def image(i: int, rng: np.random.Generator | None) -> np.ndarray:
-            return aug(decode_png(pool.png[i], f"{pool.keys[i]}.png"), rng)
 
         def fetch(idx: np.ndarray, rngs: list[np.random.Generator]) -> dict[str, object]:
-            use = rngs if train else [None] * len(idx)
+            items = [mix[int(i)] for i in idx]
+            use = rngs if train else [None] * len(items)
             imgs = [
-                image(int(getattr(t, role)[j]), r)
+                aug(getattr(t, role), r)
                 for role in ("anchor", "positive", "negative")
-                for j, r in zip(idx, use, strict=True)
+                for t, r in zip(items, use, strict=True)
             ]
-            types = [str(t.types[j]) for j in idx]
+            missing = sorted({t.type_id.name.lower() for t in items if margins[t.type_id] is None})
+            if missing:
+                raise ConfigError(f"data.margins has no margin for triplet type '{missing[0]}'")
             return {
                 "images": to_uint8_chw(imgs),
-                "margin": torch.tensor([margins[k] for k in types], dtype=torch.float32),
-                "type": types,
+                "margin": torch.tensor([margins[t.type_id] for t in items], dtype=torch.float32),
+                "type": [t.type_id.name.lower() for t in items],
             }
 
         if train:
             return IndexedBatches(
-                len(t), fetch, spec.batch_size, seed=spec.seed, rank=spec.rank,
+                len(mix), fetch, spec.batch_size, seed=spec.seed, rank=spec.rank,
                 world_size=spec.world_size,
             )  # fmt: skip
-        return IndexedBatches(len(t), fetch, min(64, len(t)), shuffle=False)
+        n = min(len(mix), self.data_cfg.eval_triplets)
+        return IndexedBatches(n, fetch, min(64, n), shuffle=False)
 
     def _embed(self, model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, ...]:
         emb = model(normalise(batch["images"], FACE_MEAN, FACE_STD))
