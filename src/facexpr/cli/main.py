@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from facexpr import __version__
+from facexpr.cli import train as train_cli
 from facexpr.core.errors import ConfigError, FacexprError
 
 log = logging.getLogger("facexpr")
@@ -191,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--source", metavar="VIDEO", help="source video shown beside the preview")
     an.add_argument("--no-head-pose", action="store_true", help="keep the avatar's head still")
 
+    train_cli.add_parser(sub)
     d = sub.add_parser("dataset", help="build and inspect training datasets (shard format)")
     dsub = d.add_subparsers(dest="dataset_command", required=True)
     b = dsub.add_parser(
@@ -518,6 +520,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_synth(args)
         if args.command == "animate":
             return cmd_animate(args)
+        if args.command == "train":
+            return train_cli.run(args)
     except FacexprError as e:
         print(f"facexpr: error: {e}", file=sys.stderr)
         return 2
