@@ -603,7 +603,7 @@ def write_video(
     with av.open(str(path), "w", format=fmt, options=options or {}) as c:
         s = c.add_stream(codec, rate=fps)
         s.width, s.height = w, h
-        s.pix_fmt = "yuv420p" if codec in ("mpeg4", "libx264", "h264", "mpeg2video") else "rgb24"
+        s.pix_fmt = "rgb24" if codec in ("rawvideo", "png") else "yuv420p"
         rng = np.random.default_rng(0)
         for k, (fw, fh) in enumerate(sizes):
             img = rng.integers(0, 255, (fh, fw, 3), dtype=np.uint8)
