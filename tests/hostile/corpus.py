@@ -438,7 +438,9 @@ def check(case: Case, setup: Setup, run: Run, dirs: CaseDirs) -> list[str]:
         names = setup.names or re.escape(Path(setup.target).name or str(setup.target))
         if not re.search(names, run.stderr):
             problems.append(f"stderr does not name {Path(setup.target).name!r}")
-        if not re.search(case.problem, run.stderr, re.IGNORECASE):
+        # The case folder's path holds the case name: keep it out of the problem's match.
+        said = run.stderr.replace(str(dirs.root), "<CASE>")
+        if not re.search(case.problem, said, re.IGNORECASE):
             problems.append(f"stderr does not say /{case.problem}/")
     if hits := canary_reads(run, dirs, setup.forbidden):
         problems.append(f"read outside the case folder: {', '.join(hits)}")
