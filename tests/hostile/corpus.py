@@ -21,6 +21,7 @@ memory and time bounds, and a case's own extra checks.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
@@ -163,28 +164,29 @@ class Run:
     canary_opens: list[str] = field(default_factory=list)
 
 
-# --------------------------------------------------------------------------- the launcher
+# --------------------------------------------------------------------------- the child
 
-# Runs in the child before facexpr is imported. The hook must never raise or recurse: it writes
-# with os.write (no audit event) to a descriptor opened before the hook exists.
-_LAUNCHER = r"""
+# Installed in the child before facexpr is imported. The hook must never raise or recurse: it
+# writes with os.write (no audit event) to a descriptor opened before it records anything.
+_HOOK = r"""
 import os, sys
-_fd = os.open(os.environ["FACEXPR_AUDIT_LOG"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+_state = {"fd": -1}
 _WFLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 _SKIP = tuple(p for p in os.environ.get("FACEXPR_AUDIT_SKIP", "").split(os.pathsep) if p)
 _CHANGE = {"os.remove": (0,), "os.rmdir": (0,), "os.mkdir": (0,), "os.rename": (0, 1),
            "os.link": (1,), "os.symlink": (1,), "os.truncate": (0,), "os.chmod": (0,),
            "os.chown": (0,), "os.utime": (0,), "shutil.rmtree": (0,), "shutil.copyfile": (1,),
            "tempfile.mkstemp": (0,), "tempfile.mkdtemp": (0,)}
-def _emit(kind, path, _fd=_fd, _write=os.write):
-    if path is None or isinstance(path, int):
+def _emit(kind, path, _write=os.write):
+    fd = _state["fd"]
+    if fd < 0 or path is None or isinstance(path, int):
         return
     if isinstance(path, bytes):
         path = os.fsdecode(path)
     path = os.path.abspath(os.fspath(path))
     if kind in "rl" and path.startswith(_SKIP):
         return
-    _write(_fd, (kind + "\t" + path + "\0").encode("utf-8", "surrogateescape"))
+    _write(fd, (kind + "\t" + path + "\0").encode("utf-8", "surrogateescape"))
 def _hook(event, args):
     try:
         if event == "open":
@@ -202,10 +204,100 @@ def _hook(event, args):
     except Exception:
         pass
 sys.addaudithook(_hook)
+"""
+
+# One fresh interpreter per case: `python -c _LAUNCHER ARGS` is `python -m facexpr.cli.main ARGS`
+# with the hook installed first.
+_LAUNCHER = _HOOK + r"""
+_state["fd"] = os.open(os.environ["FACEXPR_AUDIT_LOG"], os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                       0o600)
 import runpy
 sys.argv = ["facexpr", *sys.argv[1:]]
 runpy.run_module("facexpr.cli.main", run_name="__main__", alter_sys=True)
 """
+
+# A fork server: imports the heavy modules once, then forks one child per case, which runs the
+# same `python -m facexpr.cli.main ARGS` (runpy, as `-m` does) in its own session, folders, stdout,
+# stderr, audit log and address-space limit, and reports its exit status and peak RSS (wait4).
+_SERVER = _HOOK + r"""
+import json, resource, signal, threading, time, traceback
+for _m in os.environ.get("FACEXPR_PRELOAD", "").split(","):
+    if _m:
+        try:
+            __import__(_m)
+        except Exception:
+            pass
+import runpy, tempfile
+_reply = os.fdopen(os.dup(1), "w")
+_limit = int(os.environ["FACEXPR_AS_LIMIT"])
+def _child(req):
+    os.setsid()
+    resource.setrlimit(resource.RLIMIT_AS, (_limit, _limit))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    fl = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+    os.dup2(os.open(req["stdout"], fl, 0o600), 1)
+    os.dup2(os.open(req["stderr"], fl, 0o600), 2)
+    os.chdir(req["cwd"])
+    os.environ.update(req["env"])
+    tempfile.tempdir = None
+    _state["fd"] = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    sys.argv = ["facexpr", *req["argv"]]
+    code = 0
+    try:
+        runpy.run_module("facexpr.cli.main", run_name="__main__", alter_sys=True)
+    except SystemExit as e:
+        if e.code is None or isinstance(e.code, int):
+            code = e.code or 0
+        else:
+            print(e.code, file=sys.stderr)
+            code = 1
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    for f in (sys.stdout, sys.stderr):
+        try:
+            f.flush()
+        except Exception:
+            pass
+    os._exit(code)
+for line in sys.stdin:
+    req = json.loads(line)
+    t0 = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            _child(req)
+        finally:
+            os._exit(70)
+    killed = threading.Event()
+    def _kill(pid=pid, killed=killed):
+        killed.set()
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    timer = threading.Timer(req["timeout"], _kill)
+    timer.start()
+    _, status, ru = os.wait4(pid, 0)
+    timer.cancel()
+    timer.join()
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        pass
+    _reply.write(json.dumps({"status": status, "maxrss_kb": ru.ru_maxrss,
+                             "seconds": time.perf_counter() - t0,
+                             "timed_out": killed.is_set()}) + "\n")
+    _reply.flush()
+"""
+
+# What the fork server imports before forking: every module a command imports at its start.
+PRELOAD = (
+    "numpy", "PIL.Image", "av", "cv2", "pandas", "torch", "facexpr.cli.main", "facexpr.analyze",
+    "facexpr.io.inspect", "facexpr.io.shards", "facexpr.animate.retarget",
+    "facexpr.avatars.export", "facexpr.avatars.gltf", "facexpr.avatars.avatar", "pygltflib",
+)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- inotify
@@ -260,11 +352,16 @@ class _Watch:
 # --------------------------------------------------------------------------- running
 
 
+SESSION_TOKEN = f"CANARY-{secrets.token_hex(12)}"
+"""The secret of this session: in every canary file and in the child's environment (so that
+``/proc/self/environ`` copied into an output is caught like a canary file)."""
+
+
 def make_dirs(root: Path) -> CaseDirs:
-    """Creates the folders of a case under ``root`` (emptied first) with a fresh canary."""
+    """Creates the folders of a case under ``root`` (emptied first) with its canary files."""
     if root.exists():
         shutil.rmtree(root)
-    dirs = CaseDirs(root=root, token=f"CANARY-{secrets.token_hex(12)}")
+    dirs = CaseDirs(root=root, token=SESSION_TOKEN)
     for d in (dirs.inp, dirs.out, dirs.canary, dirs.tmp):
         d.mkdir(parents=True)
     dirs.canary_file.write_bytes(dirs.token.encode() * 64)
@@ -272,7 +369,7 @@ def make_dirs(root: Path) -> CaseDirs:
     return dirs
 
 
-def _child_env(dirs: CaseDirs) -> dict[str, str]:
+def _base_env() -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
@@ -282,16 +379,17 @@ def _child_env(dirs: CaseDirs) -> dict[str, str]:
     skip |= {p for p in sys.path if p and "site-packages" in p}
     env.update(
         PYTHONPATH=os.pathsep.join([str(SRC), *filter(None, [env.get("PYTHONPATH")])]),
-        FACEXPR_AUDIT_LOG=str(dirs.audit_log),
         FACEXPR_AUDIT_SKIP=os.pathsep.join(sorted(skip)),
-        # A secret in the child's environment: /proc/self/environ copied into an output shows.
-        FACEXPR_HOSTILE_SECRET=dirs.token,
-        TMPDIR=str(dirs.tmp),
+        FACEXPR_HOSTILE_SECRET=SESSION_TOKEN,
         PYTHONDONTWRITEBYTECODE="1",
         PYTHONUNBUFFERED="1",
         LC_ALL="C.UTF-8",
     )
     return env
+
+
+def _case_env(dirs: CaseDirs) -> dict[str, str]:
+    return {"FACEXPR_AUDIT_LOG": str(dirs.audit_log), "TMPDIR": str(dirs.tmp)}
 
 
 def _limit_child() -> None:
@@ -300,51 +398,8 @@ def _limit_child() -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
-def run_cli(
-    argv: Sequence[str], dirs: CaseDirs, timeout_s: float = DEFAULT_TIMEOUT_S
-) -> Run:
-    """Runs ``facexpr ARGV`` in a fresh interpreter under the audit hook; returns the :class:`Run`.
-
-    The child's cwd is ``dirs.out``; it is killed (its whole process group) after ``timeout_s``.
-    """
-    watch = _Watch(dirs.canary)
-    out_f = open(dirs.root / "stdout.txt", "wb")  # noqa: SIM115  # closed below
-    err_f = open(dirs.root / "stderr.txt", "wb")  # noqa: SIM115
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-X", "faulthandler", "-c", _LAUNCHER, *argv],
-        cwd=dirs.out,
-        env=_child_env(dirs),
-        stdin=subprocess.DEVNULL,
-        stdout=out_f,
-        stderr=err_f,
-        preexec_fn=_limit_child,  # noqa: PLW1509  # setsid + rlimits, no threads in the child yet
-    )
-    killed = threading.Event()
-
-    def kill() -> None:
-        killed.set()
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-    timer = threading.Timer(timeout_s, kill)
-    timer.start()
-    try:
-        _pid, status, usage = os.wait4(proc.pid, 0)
-    finally:
-        timer.cancel()
-        proc.returncode = 0  # reaped by wait4; keep Popen from waiting again
-    seconds = time.perf_counter() - t0
-    # Grandchildren (FFmpeg helpers, workers) die with the group too.
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    out_f.close()
-    err_f.close()
-    rc = os.waitstatus_to_exitcode(status)
+def _read_run(dirs: CaseDirs, status: int, maxrss_kb: int, seconds: float, killed: bool,
+              watch: _Watch) -> Run:  # fmt: skip
     events: list[tuple[str, str]] = []
     if dirs.audit_log.exists():
         for rec in dirs.audit_log.read_bytes().split(b"\0"):
@@ -352,15 +407,113 @@ def run_cli(
                 kind, _, path = rec.decode("utf-8", "surrogateescape").partition("\t")
                 events.append((kind, path))
     return Run(
-        rc=rc,
+        rc=os.waitstatus_to_exitcode(status),
         stdout=(dirs.root / "stdout.txt").read_bytes().decode("utf-8", "backslashreplace"),
         stderr=(dirs.root / "stderr.txt").read_bytes().decode("utf-8", "backslashreplace"),
         seconds=seconds,
-        max_rss_mb=usage.ru_maxrss / 1024.0,
-        timed_out=killed.is_set(),
+        max_rss_mb=maxrss_kb / 1024.0,
+        timed_out=killed,
         events=events,
         canary_opens=watch.names(),
     )
+
+
+def run_cli(argv: Sequence[str], dirs: CaseDirs, timeout_s: float = DEFAULT_TIMEOUT_S) -> Run:
+    """Runs ``facexpr ARGV`` in a fresh interpreter under the audit hook; returns the :class:`Run`.
+
+    The child's cwd is ``dirs.out``; it is killed (its whole process group) after ``timeout_s``.
+    """
+    watch = _Watch(dirs.canary)
+    with open(dirs.root / "stdout.txt", "wb") as out_f, open(dirs.root / "stderr.txt", "wb") as err_f:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _LAUNCHER, *argv],
+            cwd=dirs.out,
+            env={**_base_env(), **_case_env(dirs)},
+            stdin=subprocess.DEVNULL,
+            stdout=out_f,
+            stderr=err_f,
+            preexec_fn=_limit_child,  # setsid + rlimits; the child has no threads yet
+        )
+        killed = threading.Event()
+
+        def kill() -> None:
+            killed.set()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+
+        timer = threading.Timer(timeout_s, kill)
+        timer.start()
+        try:
+            _pid, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            timer.cancel()
+            proc.returncode = 0  # reaped by wait4; Popen must not wait again
+        seconds = time.perf_counter() - t0
+        # Grandchildren (FFmpeg helpers, workers) go with the group.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    return _read_run(dirs, status, usage.ru_maxrss, seconds, killed.is_set(), watch)
+
+
+class ForkServer:
+    """Runs cases in children forked from one interpreter that has imported facexpr once.
+
+    Each child still runs ``facexpr.cli.main`` as ``__main__`` (as ``python -m`` does) in its own
+    session, with its own cwd, environment, stdout/stderr files, audit log, address-space limit and
+    timeout, and its peak RSS comes from ``wait4``; what is shared is the import work (about
+    2-4 s of the 3-5 s each case costs in a fresh interpreter). A child's peak RSS includes the
+    pages of the preloaded modules (about 330 MB), so the bounds are as strict as for a fresh run
+    that imports the same modules.
+    """
+
+    def __init__(self, preload: Sequence[str] = PRELOAD) -> None:
+        env = _base_env()
+        env.update(FACEXPR_PRELOAD=",".join(preload), FACEXPR_AS_LIMIT=str(ADDRESS_SPACE_LIMIT))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _SERVER],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=str(REPO),
+        )
+
+    def run(self, argv: Sequence[str], dirs: CaseDirs, timeout_s: float = DEFAULT_TIMEOUT_S) -> Run:
+        """Runs ``facexpr ARGV`` in a forked child; returns the :class:`Run`."""
+        import json
+
+        watch = _Watch(dirs.canary)
+        req = {
+            "argv": list(argv), "cwd": str(dirs.out), "env": _case_env(dirs),
+            "log": str(dirs.audit_log), "stdout": str(dirs.root / "stdout.txt"),
+            "stderr": str(dirs.root / "stderr.txt"), "timeout": timeout_s,
+        }  # fmt: skip
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps(req) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("the hostile-corpus fork server died")
+        r = json.loads(line)
+        return _read_run(dirs, r["status"], r["maxrss_kb"], r["seconds"], r["timed_out"], watch)
+
+    def close(self) -> None:
+        """Stops the server."""
+        if self.proc.poll() is None:
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def __enter__(self) -> ForkServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 # Writes the interpreter itself makes that are not the command's doing.
@@ -481,11 +634,15 @@ class Outcome:
         return self.run is not None and not self.problems
 
 
-def run_case(case: Case, root: Path) -> Outcome:
-    """Builds ``case`` under ``root/case.name``, runs it and checks it."""
+def run_case(case: Case, root: Path, server: ForkServer | None = None) -> Outcome:
+    """Builds ``case`` under ``root/case.name``, runs it (in a child of ``server``, else in a fresh
+    interpreter) and checks it."""
     dirs = make_dirs(root / case.name)
     setup = case.build(dirs)
-    run = run_cli(setup.argv, dirs, case.timeout_s)
+    if server is not None:
+        run = server.run(setup.argv, dirs, case.timeout_s)
+    else:
+        run = run_cli(setup.argv, dirs, case.timeout_s)
     return Outcome(case, run, check(case, setup, run, dirs), setup)
 
 
