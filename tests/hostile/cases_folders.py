@@ -71,7 +71,7 @@ def _folder_loop(dirs: CaseDirs) -> Setup:
 def _duplicate_links(dirs: CaseDirs) -> Setup:
     d = dirs.inp / "dups"
     d.mkdir()
-    good = good_face(d / "a.jpg")
+    good_face(d / "a.jpg")
     os.symlink("a.jpg", d / "b.jpg")
     bad = _bad(d)
     return Setup(analyze(dirs, d / "a.jpg", d / "b.jpg", str(d) + "/*.jpg", d), bad)
@@ -202,29 +202,65 @@ CASES: list[Case] = [
     _case("folders-no-media", _no_media_folder, _NO_MEDIA),
     _case("folders-glob-no-match", _glob_no_match, _NO_MEDIA),
     _case("folders-glob-unclosed-bracket", _bad_glob, _NO_MEDIA + r"|pattern|not found"),
-    _case("folders-glob-symlink-loop", _glob_loop, _CORRUPT, post=expect_tables(1),
-          note="'**' over a folder linking to itself and its parent: no hang, one table"),  # fmt: skip
+    _case(
+        "folders-glob-symlink-loop",
+        _glob_loop,
+        _CORRUPT,
+        post=expect_tables(1),
+        note="'**' over a folder linking to itself and its parent: no hang, one table",
+    ),
     _case("folders-walk-symlink-loop", _folder_loop, _CORRUPT, post=expect_tables(1)),
-    _case("folders-duplicate-links", _duplicate_links, _CORRUPT, post=expect_tables(1),
-          note="a file, a link to it, a glob and the folder: analysed once (real path)"),  # fmt: skip
-    _case("folders-same-file-three-spellings", _same_file_thrice, _CORRUPT,
-          post=expect_tables(1)),  # fmt: skip
-    _case("folders-fifo-explicit", _fifo_explicit, _SPECIAL, timeout_s=30,
-          note="a FIFO named .jpg: opening it for reading blocks forever"),  # fmt: skip
-    _case("folders-fifo-in-folder", _fifo_in_folder, _SPECIAL, timeout_s=30,
-          post=expect_tables(1)),  # fmt: skip
+    _case(
+        "folders-duplicate-links",
+        _duplicate_links,
+        _CORRUPT,
+        post=expect_tables(1),
+        note="a file, a link to it, a glob and the folder: analysed once (real path)",
+    ),
+    _case("folders-same-file-three-spellings", _same_file_thrice, _CORRUPT, post=expect_tables(1)),
+    _case(
+        "folders-fifo-explicit",
+        _fifo_explicit,
+        _SPECIAL,
+        timeout_s=15,
+        note="a FIFO named .jpg: opening it for reading blocks forever",
+    ),
+    _case("folders-fifo-in-folder", _fifo_in_folder, _SPECIAL, timeout_s=15, post=expect_tables(1)),
     _case("folders-device-in-folder", _device_in_folder, _SPECIAL, post=expect_tables(1)),
     _case("folders-non-utf8-bad-name", _non_utf8_bad, _CORRUPT, post=expect_tables(1)),
-    _case("folders-non-utf8-good-name", _non_utf8_good, _CORRUPT, post=expect_tables(1),
-          note="the good photo's table is written although its name is not UTF-8"),  # fmt: skip
-    _case("folders-245-char-stem", _long_stem, _CORRUPT, post=expect_tables(1),
-          note="NAME.csv.partial would pass 255 bytes"),  # fmt: skip
-    _case("folders-unreadable-subfolder", _unreadable_subfolder, r"permission|cannot read|unreadable",
-          skip=_ROOT_SKIP),  # fmt: skip
-    _case("folders-unreadable-file", _unreadable_file, r"permission|cannot read|unreadable",
-          skip=_ROOT_SKIP),  # fmt: skip
-    _case("folders-planted-partial-links", _planted_partial, _CORRUPT, post=_canary_unchanged,
-          note="links at the output's temporary names point at the canary: never followed"),  # fmt: skip
+    _case(
+        "folders-non-utf8-good-name",
+        _non_utf8_good,
+        _CORRUPT,
+        post=expect_tables(1),
+        note="the good photo's table is written although its name is not UTF-8",
+    ),
+    _case(
+        "folders-245-char-stem",
+        _long_stem,
+        _CORRUPT,
+        post=expect_tables(1),
+        note="NAME.csv.partial would pass 255 bytes",
+    ),
+    _case(
+        "folders-unreadable-subfolder",
+        _unreadable_subfolder,
+        r"permission|cannot read|unreadable",
+        skip=_ROOT_SKIP,
+    ),
+    _case(
+        "folders-unreadable-file",
+        _unreadable_file,
+        r"permission|cannot read|unreadable",
+        skip=_ROOT_SKIP,
+    ),
+    _case(
+        "folders-planted-partial-links",
+        _planted_partial,
+        _CORRUPT,
+        post=_canary_unchanged,
+        note="links at the output's temporary names point at the canary: never followed",
+    ),
     _case("folders-out-is-a-file", _out_is_file, r"not a (folder|directory)|exists|is a file"),
     _case("folders-webcam-missing", _webcam_missing, r"camera|webcam|cannot open|not found"),
     _case("folders-150-deep", _deep, _CORRUPT),

@@ -106,43 +106,93 @@ CASES: list[Case] = [
     file_case("media-zero-byte-jpg", "empty.jpg", b"", r"empty|0 bytes"),
     file_case("media-zero-byte-png", "empty.png", b"", r"empty|0 bytes"),
     file_case("media-truncated-jpg", "cut.jpg", _REAL_JPEG[: len(_REAL_JPEG) // 2], _CORRUPT),
-    file_case("media-truncated-jpg-header", "head.jpg", _REAL_JPEG[:300], _CORRUPT + "|" + _NOT_IMAGE),
+    file_case(
+        "media-truncated-jpg-header", "head.jpg", _REAL_JPEG[:300], _CORRUPT + "|" + _NOT_IMAGE
+    ),
     file_case("media-truncated-png", "cut.png", _REAL_PNG[: len(_REAL_PNG) - 30], _CORRUPT),
-    file_case("media-png-short-idat", "short.png", _png_short_idat, _CORRUPT,
-              note="4000x4000 claimed, one row of pixel data"),  # fmt: skip
+    file_case(
+        "media-png-short-idat",
+        "short.png",
+        _png_short_idat,
+        _CORRUPT,
+        note="4000x4000 claimed, one row of pixel data",
+    ),
     file_case("media-png-bad-crc", "crc.png", _bad_crc_png(), _CORRUPT + "|" + _NOT_IMAGE),
     file_case("media-text-named-png", "notes.png", b"just some text\n" * 20, _NOT_IMAGE),
     file_case("media-html-named-jpg", "page.jpg", b"<html><body>hi</body></html>\n", _NOT_IMAGE),
     file_case("media-random-named-webp", "noise.webp", os.urandom(4096), _NOT_IMAGE),
-    file_case("media-webp-riff-junk", "junk.webp", b"RIFF\x00\x10\x00\x00WEBPVP8 " + b"\xff" * 200,
-              _CORRUPT + "|" + _NOT_IMAGE),  # fmt: skip
-    file_case("media-png-claims-100k", "huge.png", png_bytes(100_000, 100_000, idat=b"x\x9c\x03\x00"),
-              _TOO_BIG, note="IHDR says 100,000 x 100,000; 60 bytes of file"),  # fmt: skip
+    file_case(
+        "media-webp-riff-junk",
+        "junk.webp",
+        b"RIFF\x00\x10\x00\x00WEBPVP8 " + b"\xff" * 200,
+        _CORRUPT + "|" + _NOT_IMAGE,
+    ),
+    file_case(
+        "media-png-claims-100k",
+        "huge.png",
+        png_bytes(100_000, 100_000, idat=b"x\x9c\x03\x00"),
+        _TOO_BIG,
+        note="IHDR says 100,000 x 100,000; 60 bytes of file",
+    ),
     file_case("media-jpeg-claims-65k", "huge.jpg", jpeg_claiming(65_000, 65_000), _TOO_BIG),
     file_case("media-tiff-claims-100k", "huge.tif", tiff_claiming(100_000, 100_000), _TOO_BIG),
-    file_case("media-bmp-claims-100k", "huge.bmp", _bmp_claiming(100_000, 100_000),
-              _TOO_BIG + "|" + _CORRUPT + "|" + _NOT_IMAGE),  # fmt: skip
-    file_case("media-png-bomb", "bomb.png", lambda: png_bomb(16_000), _TOO_BIG,
-              note="16,000² grey zeros: 256 KB of file, 256 MB decoded"),  # fmt: skip
-    file_case("media-polyglot-png-zip", "poly.png",
-              b"\x89PNG\r\n\x1a\nPK\x03\x04" + b"\0" * 26 + b"payload.txt" + b"A" * 100,
-              _CORRUPT + "|" + _NOT_IMAGE),  # fmt: skip
-    file_case("media-polyglot-jpeg-html", "poly.jpg",
-              b"\xff\xd8\xff\xe0<html><script>alert(1)</script></html>" + b"\0" * 64,
-              _CORRUPT + "|" + _NOT_IMAGE),  # fmt: skip
+    file_case(
+        "media-bmp-claims-100k",
+        "huge.bmp",
+        _bmp_claiming(100_000, 100_000),
+        _TOO_BIG + "|" + _CORRUPT + "|" + _NOT_IMAGE,
+    ),
+    file_case(
+        "media-png-bomb",
+        "bomb.png",
+        lambda: png_bomb(16_000),
+        _TOO_BIG,
+        note="16,000² grey zeros: 256 KB of file, 256 MB decoded",
+    ),
+    file_case(
+        "media-polyglot-png-zip",
+        "poly.png",
+        b"\x89PNG\r\n\x1a\nPK\x03\x04" + b"\0" * 26 + b"payload.txt" + b"A" * 100,
+        _CORRUPT + "|" + _NOT_IMAGE,
+    ),
+    file_case(
+        "media-polyglot-jpeg-html",
+        "poly.jpg",
+        b"\xff\xd8\xff\xe0<html><script>alert(1)</script></html>" + b"\0" * 64,
+        _CORRUPT + "|" + _NOT_IMAGE,
+    ),
     file_case("media-16px", "tiny.png", png_bytes(16, 16), r"at least \d+ ?px|too small"),
     file_case("media-8200px", "wide.png", png_bytes(8200, 24), _TOO_BIG + r"|at least \d+ ?px"),
-    file_case("media-1x100k", "thin.png", png_bytes(1, 100_000, color=0),
-              _TOO_BIG + r"|at least \d+ ?px"),  # fmt: skip
+    file_case(
+        "media-1x100k", "thin.png", png_bytes(1, 100_000, color=0), _TOO_BIG + r"|at least \d+ ?px"
+    ),
     Case("media-dir-named-jpg", "media", _dir_named_jpg, r"directory|folder|no image"),
     Case("media-missing-file", "media", _missing, r"not found|no such file|does not exist"),
-    Case("media-dev-zero-link", "media", _dev_zero_link,
-         r"not a (regular|plain) file|device|special|" + _NOT_IMAGE,
-         note="a .jpg that is a link to /dev/zero: endless zeros"),  # fmt: skip
-    Case("media-dev-urandom-link", "media", _dev_urandom_link,
-         r"not a (regular|plain) file|device|special|" + _NOT_IMAGE),  # fmt: skip
-    Case("media-dev-null-arg", "media", _dev_null_arg,
-         r"not a (regular|plain) file|device|special|empty|not (a|an) (image|video)"),  # fmt: skip
-    Case("media-batch-good-and-bad", "media", _batch_build, _CORRUPT, post=expect_tables(1),
-         note="a batch writes the good photo's table and exits 2"),  # fmt: skip
+    Case(
+        "media-dev-zero-link",
+        "media",
+        _dev_zero_link,
+        r"not a (regular|plain) file|device|special|" + _NOT_IMAGE,
+        note="a .jpg that is a link to /dev/zero: endless zeros",
+    ),
+    Case(
+        "media-dev-urandom-link",
+        "media",
+        _dev_urandom_link,
+        r"not a (regular|plain) file|device|special|" + _NOT_IMAGE,
+    ),
+    Case(
+        "media-dev-null-arg",
+        "media",
+        _dev_null_arg,
+        r"not a (regular|plain) file|device|special|empty|not (a|an) (image|video)",
+    ),
+    Case(
+        "media-batch-good-and-bad",
+        "media",
+        _batch_build,
+        _CORRUPT,
+        post=expect_tables(1),
+        note="a batch writes the good photo's table and exits 2",
+    ),
 ]

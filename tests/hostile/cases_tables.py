@@ -12,17 +12,60 @@ from pathlib import Path
 from corpus import Case, CaseDirs, Setup
 
 # The 52 ARKit names, in facexpr's order (core/arkit.py), without importing facexpr here.
-ARKIT = (
-    "browDownLeft browDownRight browInnerUp browOuterUpLeft browOuterUpRight cheekPuff "
-    "cheekSquintLeft cheekSquintRight eyeBlinkLeft eyeBlinkRight eyeLookDownLeft eyeLookDownRight "
-    "eyeLookInLeft eyeLookInRight eyeLookOutLeft eyeLookOutRight eyeLookUpLeft eyeLookUpRight "
-    "eyeSquintLeft eyeSquintRight eyeWideLeft eyeWideRight jawForward jawLeft jawOpen jawRight "
-    "mouthClose mouthDimpleLeft mouthDimpleRight mouthFrownLeft mouthFrownRight mouthFunnel "
-    "mouthLeft mouthLowerDownLeft mouthLowerDownRight mouthPressLeft mouthPressRight mouthPucker "
-    "mouthRight mouthRollLower mouthRollUpper mouthShrugLower mouthShrugUpper mouthSmileLeft "
-    "mouthSmileRight mouthStretchLeft mouthStretchRight mouthUpperUpLeft mouthUpperUpRight "
-    "noseSneerLeft noseSneerRight tongueOut"
-).split()
+ARKIT = [
+    "browDownLeft",
+    "browDownRight",
+    "browInnerUp",
+    "browOuterUpLeft",
+    "browOuterUpRight",
+    "cheekPuff",
+    "cheekSquintLeft",
+    "cheekSquintRight",
+    "eyeBlinkLeft",
+    "eyeBlinkRight",
+    "eyeLookDownLeft",
+    "eyeLookDownRight",
+    "eyeLookInLeft",
+    "eyeLookInRight",
+    "eyeLookOutLeft",
+    "eyeLookOutRight",
+    "eyeLookUpLeft",
+    "eyeLookUpRight",
+    "eyeSquintLeft",
+    "eyeSquintRight",
+    "eyeWideLeft",
+    "eyeWideRight",
+    "jawForward",
+    "jawLeft",
+    "jawOpen",
+    "jawRight",
+    "mouthClose",
+    "mouthDimpleLeft",
+    "mouthDimpleRight",
+    "mouthFrownLeft",
+    "mouthFrownRight",
+    "mouthFunnel",
+    "mouthLeft",
+    "mouthLowerDownLeft",
+    "mouthLowerDownRight",
+    "mouthPressLeft",
+    "mouthPressRight",
+    "mouthPucker",
+    "mouthRight",
+    "mouthRollLower",
+    "mouthRollUpper",
+    "mouthShrugLower",
+    "mouthShrugUpper",
+    "mouthSmileLeft",
+    "mouthSmileRight",
+    "mouthStretchLeft",
+    "mouthStretchRight",
+    "mouthUpperUpLeft",
+    "mouthUpperUpRight",
+    "noseSneerLeft",
+    "noseSneerRight",
+    "tongueOut",
+]
 META = ("input", "frame", "face_id", "timestamp", "confidence", "success")
 POSE = ("pitch", "yaw", "roll")
 HEADER = (*META, *POSE, *ARKIT, "fit_residual")
@@ -36,10 +79,17 @@ def table_rows(n: int = 10, fps: float = 25.0) -> list[Row]:
     rows = []
     for i in range(n):
         row: Row = {
-            "input": "clip.mp4", "frame": i + 1, "face_id": 0, "timestamp": round(i / fps, 4),
-            "confidence": 0.9, "success": 1, "pitch": 1.0, "yaw": -2.0, "roll": 0.5,
+            "input": "clip.mp4",
+            "frame": i + 1,
+            "face_id": 0,
+            "timestamp": round(i / fps, 4),
+            "confidence": 0.9,
+            "success": 1,
+            "pitch": 1.0,
+            "yaw": -2.0,
+            "roll": 0.5,
             "fit_residual": 0.02,
-        }  # fmt: skip
+        }
         row.update({name: round(0.01 * ((i + k) % 50), 3) for k, name in enumerate(ARKIT)})
         rows.append(row)
     return rows
@@ -65,9 +115,14 @@ def write_table(dirs: CaseDirs, rows: list[Row], name: str = "clip.csv", **kw) -
 def animate(dirs: CaseDirs, table: Path | str, *extra: str) -> list[str]:
     """Returns the ``facexpr animate`` arguments writing JSON and Live Link CSV into ``out/``."""
     return [
-        "animate", str(table), "--json", str(dirs.out / "anim.json"),
-        "--livelink", str(dirs.out / "anim_livelink.csv"), *extra,
-    ]  # fmt: skip
+        "animate",
+        str(table),
+        "--json",
+        str(dirs.out / "anim.json"),
+        "--livelink",
+        str(dirs.out / "anim_livelink.csv"),
+        *extra,
+    ]
 
 
 def rows_case(name: str, edit: Callable[[list[Row]], list[Row]], problem: str, **kw) -> Case:
@@ -159,8 +214,12 @@ _BAD_VALUE = r"jawOpen|blendshape|not a number|numeric|non-numeric|finite|out of
 CASES: list[Case] = [
     bytes_case("tables-empty-file", "clip.csv", b"", r"empty|0 bytes"),
     Case("tables-header-only", "tables", _header_only, r"no (rows|frames?|face|data)|empty"),
-    rows_case("tables-identical-timestamps", _set("timestamp", 0.5), _TS,
-              note="ZeroDivisionError in the fps estimate"),  # fmt: skip
+    rows_case(
+        "tables-identical-timestamps",
+        _set("timestamp", 0.5),
+        _TS,
+        note="ZeroDivisionError in the fps estimate",
+    ),
     rows_case("tables-nan-timestamps", _set("timestamp", "nan"), _TS),
     rows_case("tables-empty-timestamps", _set("timestamp", "", slice(2, 5)), _TS),
     rows_case("tables-backwards-timestamps", _backwards, _TS),
@@ -175,16 +234,36 @@ CASES: list[Case] = [
     Case("tables-wrong-delimiter", "tables", _semicolons, r"blendshape|column|delimiter"),
     Case("tables-no-blendshape-columns", "tables", _no_blendshapes, r"blendshape"),
     Case("tables-utf16", "tables", _utf16, r"not a readable|utf|encoding|blendshape|column"),
-    bytes_case("tables-binary-junk", "clip.csv", bytes(range(256)) * 64,
-               r"not a readable|utf|encoding|binary|table"),  # fmt: skip
-    bytes_case("tables-jsonl-junk", "clip.jsonl", b'{"frame": 1}\n{not json\n\x00\x01\n',
-               r"not a readable|json|table"),  # fmt: skip
-    bytes_case("tables-parquet-junk", "clip.parquet", b"PAR1" + os.urandom(512) + b"PAR1",
-               r"not a readable|parquet|table|corrupt"),  # fmt: skip
-    bytes_case("tables-unknown-suffix", "clip.xlsx", b"PK\x03\x04junk",
-               r"format|suffix|extension|csv"),  # fmt: skip
-    Case("tables-dir-named-csv", "tables", _dir_named_csv, r"directory|folder|not a (regular )?file"),
-    Case("tables-fifo", "tables", _fifo_csv, r"not a (regular|plain) file|fifo|pipe|special",
-         timeout_s=30),  # fmt: skip
+    bytes_case(
+        "tables-binary-junk",
+        "clip.csv",
+        bytes(range(256)) * 64,
+        r"not a readable|utf|encoding|binary|table",
+    ),
+    bytes_case(
+        "tables-jsonl-junk",
+        "clip.jsonl",
+        b'{"frame": 1}\n{not json\n\x00\x01\n',
+        r"not a readable|json|table",
+    ),
+    bytes_case(
+        "tables-parquet-junk",
+        "clip.parquet",
+        b"PAR1" + os.urandom(512) + b"PAR1",
+        r"not a readable|parquet|table|corrupt",
+    ),
+    bytes_case(
+        "tables-unknown-suffix", "clip.xlsx", b"PK\x03\x04junk", r"format|suffix|extension|csv"
+    ),
+    Case(
+        "tables-dir-named-csv", "tables", _dir_named_csv, r"directory|folder|not a (regular )?file"
+    ),
+    Case(
+        "tables-fifo",
+        "tables",
+        _fifo_csv,
+        r"not a (regular|plain) file|fifo|pipe|special",
+        timeout_s=15,
+    ),
     Case("tables-40mb-cell", "tables", _huge_field, _BAD_VALUE + r"|not a readable|field|frame"),
 ]

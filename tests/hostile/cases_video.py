@@ -127,7 +127,9 @@ def _audio_only(dirs: CaseDirs) -> Setup:
     p = dirs.inp / "sound.mkv"
     with av.open(str(p), "w", format="matroska") as c:
         s = c.add_stream("pcm_s16le", rate=8000)
-        frame = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.int16), format="s16", layout="mono")
+        frame = av.AudioFrame.from_ndarray(
+            np.zeros((1, 800), np.int16), format="s16", layout="mono"
+        )
         frame.sample_rate = 8000
         for pkt in s.encode(frame):
             c.mux(pkt)
@@ -176,27 +178,50 @@ def _case(name: str, build, problem: str, **kw) -> Case:
 
 
 CASES: list[Case] = [
-    _case("video-zero-frames", _zero_frames, r"no (video )?frames?|0 frames|empty|no frame",
-          note="a valid MP4 header with no frame: the README calls it bad"),  # fmt: skip
-    _case("video-truncated-faststart", _truncated_faststart, _CORRUPT,
-          note="moov first, cut at 40%: decodes a part, must not pass as complete"),  # fmt: skip
+    _case(
+        "video-zero-frames",
+        _zero_frames,
+        r"no (video )?frames?|0 frames|empty|no frame",
+        note="a valid MP4 header with no frame: the README calls it bad",
+    ),
+    _case(
+        "video-truncated-faststart",
+        _truncated_faststart,
+        _CORRUPT,
+        note="moov first, cut at 40%: decodes a part, must not pass as complete",
+    ),
     _case("video-truncated-real", _truncated_real, _CORRUPT + "|" + _NOT_VIDEO),
     _case("video-truncated-to-header", _truncated_to_header, _CORRUPT + "|" + _NOT_VIDEO),
-    _case("video-mid-file-corrupt", _mid_corrupt, _CORRUPT, expect_rc=(0, 2),
-          post=_table_with_rows(60),
-          note="junk at frame 28 of 72: the frames after it must be kept"),  # fmt: skip
-    _case("video-size-change-annotate", _size_change, r"size|changes|resolution",
-          expect_rc=(0, 2), post=_table_with_rows(40),
-          note="96x96 then 160x120 frames with --annotate: the table must survive"),  # fmt: skip
+    _case(
+        "video-mid-file-corrupt",
+        _mid_corrupt,
+        _CORRUPT,
+        expect_rc=(0, 2),
+        post=_table_with_rows(60),
+        note="junk at frame 28 of 72: the frames after it must be kept",
+    ),
+    _case(
+        "video-size-change-annotate",
+        _size_change,
+        r"size|changes|resolution",
+        expect_rc=(0, 2),
+        post=_table_with_rows(40),
+        note="96x96 then 160x120 frames with --annotate: the table must survive",
+    ),
     _case("video-16px", _tiny, _TOO_SMALL),
     _case("video-8200px", _huge, _TOO_BIG),
-    _case("video-named-jpg", _video_named_jpg, r"video", expect_rc=(0, 2),
-          post=_video_named_jpg_post),  # fmt: skip
+    _case(
+        "video-named-jpg", _video_named_jpg, r"video", expect_rc=(0, 2), post=_video_named_jpg_post
+    ),
     _case("video-text-named-mp4", _text_named_mp4, _NOT_VIDEO + "|" + _CORRUPT),
     _case("video-zero-byte-mp4", _zero_byte_mp4, r"empty|0 bytes"),
     _case("video-audio-only", _audio_only, r"no video|audio"),
-    _case("video-gif-bomb", _gif_bomb, _TOO_BIG + "|" + _CORRUPT,
-          note="a 60-byte GIF claiming 16,000 x 16,000"),  # fmt: skip
+    _case(
+        "video-gif-bomb",
+        _gif_bomb,
+        _TOO_BIG + "|" + _CORRUPT,
+        note="a 60-byte GIF claiming 16,000 x 16,000",
+    ),
     _case("video-gif-1px", _gif_1px, _TOO_SMALL + "|" + _CORRUPT),
     _case("video-mp4-ftyp-garbage", _mp4_garbage_after_ftyp, _CORRUPT + "|" + _NOT_VIDEO),
     _case("video-mp4-huge-box", _mp4_huge_box, _CORRUPT + "|" + _NOT_VIDEO),

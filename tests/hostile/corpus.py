@@ -45,12 +45,12 @@ SRC = REPO / "src"
 SHARED = Path(os.environ.get("FACEXPR_SHARED", REPO.parent / "shared"))
 MEDIA = SHARED / "fixtures" / "media"
 
-DEFAULT_TIMEOUT_S = 60.0
+DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_MAX_RSS_MB = 1024.0
 # The child's address space is capped so a runaway allocation fails in the child instead of
 # taking the machine; torch and the thread stacks of the face models reserve a few GB of virtual
-# memory without touching it, so the cap sits well above the RSS bound.
-ADDRESS_SPACE_LIMIT = 12 * 1024**3
+# memory without touching it (1.3 GB after the imports), so the cap sits well above the RSS bound.
+ADDRESS_SPACE_LIMIT = 4 * 1024**3
 
 # --------------------------------------------------------------------------- the case
 
@@ -208,18 +208,23 @@ sys.addaudithook(_hook)
 
 # One fresh interpreter per case: `python -c _LAUNCHER ARGS` is `python -m facexpr.cli.main ARGS`
 # with the hook installed first.
-_LAUNCHER = _HOOK + r"""
+_LAUNCHER = (
+    _HOOK
+    + r"""
 _state["fd"] = os.open(os.environ["FACEXPR_AUDIT_LOG"], os.O_WRONLY | os.O_CREAT | os.O_APPEND,
                        0o600)
 import runpy
 sys.argv = ["facexpr", *sys.argv[1:]]
 runpy.run_module("facexpr.cli.main", run_name="__main__", alter_sys=True)
 """
+)
 
 # A fork server: imports the heavy modules once, then forks one child per case, which runs the
 # same `python -m facexpr.cli.main ARGS` (runpy, as `-m` does) in its own session, folders, stdout,
 # stderr, audit log and address-space limit, and reports its exit status and peak RSS (wait4).
-_SERVER = _HOOK + r"""
+_SERVER = (
+    _HOOK
+    + r"""
 import json, resource, signal, threading, time, traceback
 for _m in os.environ.get("FACEXPR_PRELOAD", "").split(","):
     if _m:
@@ -243,6 +248,7 @@ def _child(req):
     tempfile.tempdir = None
     _state["fd"] = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     sys.argv = ["facexpr", *req["argv"]]
+    sys.modules.pop("facexpr.cli.main", None)  # run as __main__ afresh, as -m does
     code = 0
     try:
         runpy.run_module("facexpr.cli.main", run_name="__main__", alter_sys=True)
@@ -291,13 +297,26 @@ for line in sys.stdin:
                              "timed_out": killed.is_set()}) + "\n")
     _reply.flush()
 """
+)
 
 # What the fork server imports before forking: every module a command imports at its start.
 PRELOAD = (
-    "numpy", "PIL.Image", "av", "cv2", "pandas", "torch", "facexpr.cli.main", "facexpr.analyze",
-    "facexpr.io.inspect", "facexpr.io.shards", "facexpr.animate.retarget",
-    "facexpr.avatars.export", "facexpr.avatars.gltf", "facexpr.avatars.avatar", "pygltflib",
-)  # fmt: skip
+    "numpy",
+    "PIL.Image",
+    "av",
+    "cv2",
+    "pandas",
+    "torch",
+    "facexpr.cli.main",
+    "facexpr.analyze",
+    "facexpr.io.inspect",
+    "facexpr.io.shards",
+    "facexpr.animate.retarget",
+    "facexpr.avatars.export",
+    "facexpr.avatars.gltf",
+    "facexpr.avatars.avatar",
+    "pygltflib",
+)
 
 
 # --------------------------------------------------------------------------- inotify
@@ -398,8 +417,9 @@ def _limit_child() -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
-def _read_run(dirs: CaseDirs, status: int, maxrss_kb: int, seconds: float, killed: bool,
-              watch: _Watch) -> Run:  # fmt: skip
+def _read_run(
+    dirs: CaseDirs, status: int, maxrss_kb: int, seconds: float, killed: bool, watch: _Watch
+) -> Run:
     events: list[tuple[str, str]] = []
     if dirs.audit_log.exists():
         for rec in dirs.audit_log.read_bytes().split(b"\0"):
@@ -424,7 +444,10 @@ def run_cli(argv: Sequence[str], dirs: CaseDirs, timeout_s: float = DEFAULT_TIME
     The child's cwd is ``dirs.out``; it is killed (its whole process group) after ``timeout_s``.
     """
     watch = _Watch(dirs.canary)
-    with open(dirs.root / "stdout.txt", "wb") as out_f, open(dirs.root / "stderr.txt", "wb") as err_f:
+    with (
+        open(dirs.root / "stdout.txt", "wb") as out_f,
+        open(dirs.root / "stderr.txt", "wb") as err_f,
+    ):
         t0 = time.perf_counter()
         proc = subprocess.Popen(
             [sys.executable, "-c", _LAUNCHER, *argv],
@@ -485,11 +508,16 @@ class ForkServer:
 
         watch = _Watch(dirs.canary)
         req = {
-            "argv": list(argv), "cwd": str(dirs.out), "env": _case_env(dirs),
-            "log": str(dirs.audit_log), "stdout": str(dirs.root / "stdout.txt"),
-            "stderr": str(dirs.root / "stderr.txt"), "timeout": timeout_s,
-        }  # fmt: skip
-        assert self.proc.stdin is not None and self.proc.stdout is not None
+            "argv": list(argv),
+            "cwd": str(dirs.out),
+            "env": _case_env(dirs),
+            "log": str(dirs.audit_log),
+            "stdout": str(dirs.root / "stdout.txt"),
+            "stderr": str(dirs.root / "stderr.txt"),
+            "timeout": timeout_s,
+        }
+        assert self.proc.stdin is not None
+        assert self.proc.stdout is not None
         self.proc.stdin.write(json.dumps(req) + "\n")
         self.proc.stdin.flush()
         line = self.proc.stdout.readline()
@@ -696,7 +724,7 @@ def png_bytes(
 
 
 def png_bomb(side: int = 16000) -> bytes:
-    """Returns a grey PNG of ``side``² zero pixels: about side² / 1000 bytes, side² bytes decoded."""
+    """Returns a grey PNG of ``side``² zero pixels: about side² / 1000 bytes, side² decoded."""
     comp = zlib.compressobj(9)
     row = b"\0" * (side + 1)
     chunks = [comp.compress(row) for _ in range(side)]
