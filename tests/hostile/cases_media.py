@@ -102,7 +102,21 @@ def _dev_null_arg(dirs: CaseDirs) -> Setup:
     return Setup(analyze(dirs, "/dev/null"), "/dev/null", names="/dev/null")
 
 
+def _control(dirs: CaseDirs) -> Setup:
+    good = good_face(dirs.inp / "good.jpg")
+    return Setup(analyze(dirs, good), good)
+
+
 CASES: list[Case] = [
+    Case(
+        "media-control-good-photo",
+        "media",
+        _control,
+        r".",
+        expect_rc=(0,),
+        post=expect_tables(1),
+        note="control: a good photo is analysed (exit 0)",
+    ),
     file_case("media-zero-byte-jpg", "empty.jpg", b"", r"empty|0 bytes"),
     file_case("media-zero-byte-png", "empty.png", b"", r"empty|0 bytes"),
     file_case("media-truncated-jpg", "cut.jpg", _REAL_JPEG[: len(_REAL_JPEG) // 2], _CORRUPT),

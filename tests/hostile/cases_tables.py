@@ -9,7 +9,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from corpus import Case, CaseDirs, Setup
+from corpus import Case, CaseDirs, Run, Setup
 
 # The 52 ARKit names, in facexpr's order (core/arkit.py), without importing facexpr here.
 ARKIT = [
@@ -211,7 +211,21 @@ def _huge_field(dirs: CaseDirs) -> Setup:
 _TS = r"timestamp"
 _BAD_VALUE = r"jawOpen|blendshape|not a number|numeric|non-numeric|finite|out of range"
 
+
+def _control_post(dirs: CaseDirs, run: Run) -> list[str]:
+    anim = dirs.out / "anim.json"
+    return [] if anim.is_file() and anim.stat().st_size > 0 else ["no anim.json written"]
+
+
 CASES: list[Case] = [
+    rows_case(
+        "tables-control-good",
+        lambda rows: rows,
+        r".",
+        expect_rc=(0,),
+        post=_control_post,
+        note="control: the base table animates (exit 0)",
+    ),
     bytes_case("tables-empty-file", "clip.csv", b"", r"empty|0 bytes"),
     Case("tables-header-only", "tables", _header_only, r"no (rows|frames?|face|data)|empty"),
     rows_case(

@@ -177,7 +177,20 @@ def _case(name: str, build, problem: str, **kw) -> Case:
     return Case(name=name, family="video", build=build, problem=problem, **kw)
 
 
+def _control(dirs: CaseDirs) -> Setup:
+    p = good_video(dirs.inp / "good.mp4")
+    return Setup(analyze(dirs, p), p)
+
+
 CASES: list[Case] = [
+    _case(
+        "video-control-good-video",
+        _control,
+        r".",
+        expect_rc=(0,),
+        post=_table_with_rows(72),
+        note="control: the 72-frame video is analysed (exit 0)",
+    ),
     _case(
         "video-zero-frames",
         _zero_frames,
