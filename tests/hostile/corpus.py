@@ -624,7 +624,7 @@ def check(case: Case, setup: Setup, run: Run, dirs: CaseDirs) -> list[str]:
         if not re.search(case.problem, said, re.IGNORECASE):
             problems.append(f"stderr does not say /{case.problem}/")
     if hits := canary_reads(run, dirs, setup.forbidden):
-        problems.append(f"read outside the case folder: {', '.join(hits)}")
+        problems.append(f"opened outside the case folder (canary or forbidden): {', '.join(hits)}")
     if bad := out_of_folder_writes(run, dirs):
         problems.append(f"wrote outside out/: {', '.join(bad[:5])}")
     leaked = files_with_token(dirs)
