@@ -9,7 +9,10 @@ from pathlib import Path
 from cases_media import analyze
 from corpus import MEDIA, Case, CaseDirs, Run, Setup, good_video, tables_in, write_video
 
-_CORRUPT = r"truncated|corrupt|broken|incomplete|invalid|cannot (read|decode|open)|decod"
+_CORRUPT = (
+    r"truncated|corrupt|broken|incomplete|invalid|cannot (read|decode|open)|decod"
+    r"|ends (early|before)|\d+ of \d+ frames"
+)
 _NOT_VIDEO = r"not (a|an) (readable )?(video|image)|neither|cannot open|invalid data|unknown format"
 _TOO_BIG = r"too (large|big)|at most \d[\d,]* ?px|exceeds"
 _TOO_SMALL = r"at least \d+ ?px|too small"
