@@ -674,7 +674,7 @@ def run_case(case: Case, root: Path, server: ForkServer | None = None) -> Outcom
     return Outcome(case, run, check(case, setup, run, dirs), setup)
 
 
-FAMILIES = ("media", "video", "folders", "tables", "dataset", "gltf", "train")
+FAMILIES = ("media", "video", "folders", "tables", "dataset", "gltf", "synth", "train")
 
 
 def all_cases() -> list[Case]:

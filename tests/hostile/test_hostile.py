@@ -43,6 +43,6 @@ def test_hostile(case: corpus.Case, server: corpus.ForkServer | None, tmp_path: 
 def test_corpus_size_and_families() -> None:
     families = {c.family for c in CASES}
     assert len(CASES) >= 80
-    assert families >= {"media", "video", "folders", "tables", "dataset", "gltf"}
+    assert families >= {"media", "video", "folders", "tables", "dataset", "gltf", "synth"}
     assert len({c.name for c in CASES}) == len(CASES)
     assert all(c.name.startswith(c.family + "-") for c in CASES)
