@@ -40,9 +40,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "hostile.json")
     args = ap.parse_args()
 
-    cases = [
-        c for c in corpus.all_cases() if not args.only or c.name.startswith(tuple(args.only))
-    ]
+    cases = [c for c in corpus.all_cases() if not args.only or c.name.startswith(tuple(args.only))]
     rows = []
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="facexpr-hostile-") as tmp:
