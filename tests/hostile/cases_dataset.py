@@ -377,7 +377,7 @@ CASES: list[Case] = [
     custom_case(
         "info-shard-truncated",
         _shard_rewrite(lambda b: b[: len(b) // 2]),
-        r"corrupt|truncated|tar|lacks",
+        r"corrupt|truncated|tar|lacks|samples?",
     ),
     custom_case(
         "info-shard-not-tar",
@@ -392,7 +392,7 @@ CASES: list[Case] = [
     custom_case(
         "info-tar-link-members",
         _link_shard,
-        r"link|lacks|not a (regular )?file|member",
+        r"link|lacks|not a (regular )?file|member|samples?",
         note="members that are links to the canary and /etc/passwd",
     ),
     custom_case("info-missing-manifest", _missing_manifest, r"missing|not a facexpr dataset"),
