@@ -491,8 +491,14 @@ class ForkServer:
     """
 
     def __init__(self, preload: Sequence[str] = PRELOAD) -> None:
+        self.preload = tuple(preload)
+        self._start()
+
+    def _start(self) -> None:
         env = _base_env()
-        env.update(FACEXPR_PRELOAD=",".join(preload), FACEXPR_AS_LIMIT=str(ADDRESS_SPACE_LIMIT))
+        env.update(
+            FACEXPR_PRELOAD=",".join(self.preload), FACEXPR_AS_LIMIT=str(ADDRESS_SPACE_LIMIT)
+        )
         self.proc = subprocess.Popen(
             [sys.executable, "-c", _SERVER],
             env=env,
@@ -516,13 +522,16 @@ class ForkServer:
             "stderr": str(dirs.root / "stderr.txt"),
             "timeout": timeout_s,
         }
+        if self.proc.poll() is not None:  # a case killed the server itself: start another
+            self._start()
         assert self.proc.stdin is not None
         assert self.proc.stdout is not None
         self.proc.stdin.write(json.dumps(req) + "\n")
         self.proc.stdin.flush()
         line = self.proc.stdout.readline()
         if not line:
-            raise RuntimeError("the hostile-corpus fork server died")
+            self._start()
+            raise RuntimeError(f"the hostile-corpus fork server died running {list(argv)}")
         r = json.loads(line)
         return _read_run(dirs, r["status"], r["maxrss_kb"], r["seconds"], r["timed_out"], watch)
 
