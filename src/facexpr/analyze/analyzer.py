@@ -47,7 +47,8 @@ class AnalyzerOptions:
         align_size: side of the aligned face crop in px (0: no crop).
         redetect_every: in video, run the detector every N frames to find new faces.
         num_threads: CPU threads for the face models.
-        device: torch device for learned heads ("auto": CUDA if available).
+        device: torch device for learned heads ("auto": CUDA if available); "auto" is resolved by
+            the stages that run torch, so that without one torch is never imported.
         mesh: add the 468-point mesh columns (mesh_x_*, mesh_y_*, mesh_z_*) to the table.
         aligned: inputs are pre-cropped faces (one face filling each image, e.g. 48 px FER+
             crops): no detection; the mesh runs on the whole image.
@@ -98,7 +99,9 @@ class AnalyzerOptions:
             raise ConfigError(f"num_threads must be >= 1, not {self.num_threads}")
         if self.blendshapes not in ("none", "fit"):
             raise ConfigError(f"blendshapes must be 'none' or 'fit', not {self.blendshapes!r}")
-        self.device = resolve_device(self.device)
+        if self.device != "auto":
+            # "auto" is left to the stages that run torch: without one, torch is never imported.
+            self.device = resolve_device(self.device)
         groups = list(C.DEFAULT_GROUPS)
         if self.blendshapes == "fit":
             groups += ["blendshapes", "aus"]

@@ -27,12 +27,15 @@ import math
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import torch
 
 from facexpr.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    # Imported where used: the default (alternating) solver runs in numpy, without torch.
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -296,6 +299,8 @@ class FitResult:
 
 def _rodrigues(r: torch.Tensor) -> torch.Tensor:
     """(T, 3) axis-angle -> (T, 3, 3) rotation matrices."""
+    import torch
+
     theta = torch.linalg.norm(r, dim=-1, keepdim=True).clamp_min(1e-8)
     k = r / theta
     kx, ky, kz = k.unbind(-1)
@@ -367,7 +372,8 @@ def fit_landmarks(
         options: see :class:`FitOptions`.
         focal: focal length in px (default: image width).
         identity: (K,) fixed identity coefficients (skips identity fitting).
-        device: torch device.
+        device: torch device of the "adam" solver ("auto": CUDA if available); the default
+            "alternating" solver runs in numpy and ignores it.
 
     Returns:
         the fitted parameters and per-frame residuals.
@@ -388,6 +394,10 @@ def fit_landmarks(
     rot0, trans0 = _init_pose(model, lm, camera)
     if o.solver == "alternating":
         return _fit_alternating(model, lm, camera, o, rot0, trans0, identity)
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     t_frames = lm.shape[0]
     dev = torch.device(device)
     tt = lambda a: torch.as_tensor(np.asarray(a, np.float32), device=dev)  # noqa: E731

@@ -17,8 +17,12 @@ translates it (cm, camera frame, +y up).
 
 from __future__ import annotations
 
+import importlib.machinery
+import importlib.util
 import logging
 import math
+import os
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -37,6 +41,7 @@ __all__ = [
     "RenderOptions",
     "RenderResult",
     "Renderer",
+    "gl_context",
     "make_background",
     "pose_matrix",
 ]
@@ -369,6 +374,7 @@ class OpenGLUnavailableError(MissingDependencyError):
     """moderngl is installed but no OpenGL context can be created (no EGL driver)."""
 
     def __init__(self, backend: str, reason: str) -> None:
+        self.reason = reason
         ImportError.__init__(
             self,
             f"rendering avatars needs an OpenGL {backend.upper()} driver, and creating a headless "
@@ -378,11 +384,88 @@ class OpenGLUnavailableError(MissingDependencyError):
         )
 
 
-def _context(backend: str) -> Any:
+_triton_checked = False
+
+
+def _global_llvm_loaded() -> bool:
+    """True if an LLVM (the C API's ``LLVMContextCreate``) is in the process's global scope."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None).LLVMContextCreate  # noqa: B018  (a lookup, not a call)
+    except AttributeError:
+        return False
+    return True
+
+
+def _load_triton_before_gl() -> None:
+    """Loads triton's ``libtriton`` if triton is installed, before any OpenGL context exists.
+
+    Why (issue 16): Mesa loads its driver (``swrast_dri.so`` for llvmpipe and softpipe, the
+    same file for its GPU drivers) with ``dlopen(RTLD_GLOBAL)``, so the LLVM it links (Debian 12:
+    libLLVM-15) joins the process's global symbol scope and stays there after the context is
+    released. ``libtriton`` (imported by ``torch.optim``, ``torch.compile``) carries its own,
+    newer LLVM with default visibility; loaded after Mesa's, the dynamic linker binds its
+    references to Mesa's LLVM, and its static constructors (``PassBuilder.cpp``'s debug
+    counters) corrupt the heap: a segfault in ``free``. Loaded first, with the flags Python's
+    import uses (``RTLD_NOW | RTLD_LOCAL``), it binds to itself, and a later ``import triton``
+    reuses it. If an LLVM is already global (a context made outside facexpr), it is loaded
+    with ``RTLD_DEEPBIND`` so that it still prefers its own symbols. No Mesa setting changes
+    the driver's dlopen flags, and every Mesa driver links LLVM, so picking one does not help.
+    Costs about 0.03 s and 70 MB of resident memory (67 MB of it clean, shared pages of
+    ``libtriton.so``) when triton is installed, nothing otherwise; a process that runs torch's
+    optimisers loads triton anyway.
+    """
+    global _triton_checked
+    if _triton_checked:
+        return
+    _triton_checked = True
+    if not sys.platform.startswith("linux") or "triton._C.libtriton" in sys.modules:
+        return
+    try:
+        spec = importlib.util.find_spec("triton")
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        return
+    folder = os.path.join(next(iter(spec.submodule_search_locations)), "_C")
+    paths = [os.path.join(folder, f"libtriton{s}") for s in importlib.machinery.EXTENSION_SUFFIXES]
+    lib = next((p for p in paths if os.path.isfile(p)), None)
+    if lib is None:
+        log.warning("triton is installed but %s has no libtriton; not preloaded", folder)
+        return
+    import ctypes
+
+    flags = os.RTLD_NOW | os.RTLD_LOCAL
+    if _global_llvm_loaded():
+        flags |= getattr(os, "RTLD_DEEPBIND", 0)  # glibc only
+    try:
+        ctypes.CDLL(lib, mode=flags)
+    except OSError as e:
+        log.warning("could not preload %s before OpenGL (%s); importing triton may crash", lib, e)
+        return
+    log.debug("preloaded %s (flags %#x) before creating an OpenGL context", lib, flags)
+
+
+def gl_context(backend: str = "egl") -> Any:
+    """Returns a new standalone moderngl context, safe to use beside torch and triton.
+
+    Every OpenGL context of facexpr is made here: it loads triton first when triton is
+    installed (see :func:`_load_triton_before_gl`), since a Mesa driver in the process crashes a
+    later ``import triton``.
+
+    Args:
+        backend: moderngl context backend (``"egl"`` is headless).
+
+    Raises:
+        MissingDependencyError: moderngl is missing.
+        OpenGLUnavailableError: no context can be created (no EGL driver).
+    """
     try:
         import moderngl
     except ImportError as e:
         raise MissingDependencyError("moderngl", "render", "rendering avatars") from e
+    _load_triton_before_gl()
     try:
         return moderngl.create_standalone_context(backend=backend)
     except Exception as e:
@@ -458,7 +541,7 @@ class Renderer:
     def __init__(self, options: RenderOptions | None = None) -> None:
         self.options = options or RenderOptions()
         o = self.options
-        self._ctx = _context(o.backend)
+        self._ctx = gl_context(o.backend)
         ctx = self._ctx
         self._prog = ctx.program(vertex_shader=_VERTEX_SHADER, fragment_shader=_FRAGMENT_SHADER)
         size = (o.width, o.height)

@@ -23,6 +23,7 @@ def collect_info() -> dict[str, dict[str, str]]:
     for dist in (
         "numpy",
         "torch",
+        "triton",
         "opencv-python-headless",
         "av",
         "pandas",
@@ -82,14 +83,17 @@ def _cpu_count() -> int:
 
 
 def _egl_renderer() -> str:
+    # The renderer's own context factory: it loads triton first when installed (a Mesa driver
+    # in the process would crash a later `import triton`, e.g. by torch.optim; issue 16).
+    from facexpr.avatars.render import OpenGLUnavailableError, gl_context
+    from facexpr.core.errors import MissingDependencyError
+
     try:
-        import moderngl
-    except ImportError:
+        ctx = gl_context("egl")
+    except OpenGLUnavailableError as e:
+        return f"unavailable: {e.reason}"
+    except MissingDependencyError:
         return "moderngl not installed (pip install 'facexpr[render]')"
-    try:
-        ctx = moderngl.create_standalone_context(backend="egl")
-    except Exception as e:
-        return f"unavailable: {e}"
     try:
         return f"{ctx.info['GL_RENDERER']} (OpenGL {ctx.version_code})"
     finally:
