@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 import time
 import zlib
@@ -242,3 +243,23 @@ def test_written_images_get_the_usual_file_mode(tmp_path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~umask
+
+
+def test_fifo_is_not_a_regular_file(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match=r"pipe\.jpg: not a regular file \(a FIFO\)"):
+        read_image(fifo)  # returns at once: a FIFO is never opened
+
+
+def test_write_image_with_a_long_name_and_a_planted_link(tmp_path: Path) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    name = "x" * 240 + ".png"  # 244 bytes: the old ".NAME.XXXXXXXX.tmp" temp name passed 255
+    (tmp_path / f".{name}.tmp").symlink_to(victim)  # where the old writer put its temp file
+    write_image(tmp_path / name, _pattern())
+    assert np.array_equal(read_image(tmp_path / name), _pattern())
+    assert victim.read_text() == "precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [f".{name}.tmp", name, "victim.txt"]
+    )

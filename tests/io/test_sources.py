@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -9,8 +10,16 @@ import numpy as np
 import pytest
 
 from facexpr.core.errors import ConfigError, InputError
-from facexpr.io.images import write_image
-from facexpr.io.sources import MediaSource, expand_inputs, iter_frames, natural_key
+from facexpr.io import sources
+from facexpr.io.images import read_image, write_image
+from facexpr.io.sources import (
+    MediaSource,
+    expand_inputs,
+    iter_frames,
+    kind_by_content,
+    natural_key,
+    scan_inputs,
+)
 
 
 def _img(path: Path) -> Path:
@@ -27,7 +36,7 @@ def tree(tmp_path: Path) -> Path:
         else:
             _img(tmp_path / name)
     _img(tmp_path / ".cache" / "d.png")
-    (tmp_path / "b" / "clip.mp4").write_bytes(b"\x00" * 10)  # kind by name; not opened
+    (tmp_path / "b" / "clip.mp4").write_bytes(b"\x00" * 10)  # no magic: kind by name
     return tmp_path
 
 
@@ -139,3 +148,115 @@ def test_audio_only_file_with_unknown_suffix_says_so(audio_only: Path, tmp_path:
     odd.write_bytes(audio_only.read_bytes())
     with pytest.raises(InputError, match=r"recording\.dat: has no video stream"):
         expand_inputs([odd])
+
+
+def test_folder_with_link_loops_is_walked_once(tmp_path: Path) -> None:
+    _img(tmp_path / "a.png")
+    _img(tmp_path / "sub" / "b.png")
+    (tmp_path / "self").symlink_to(tmp_path)  # a loop back to the top
+    (tmp_path / "sub" / "up").symlink_to(tmp_path / "sub")
+    (tmp_path / "sub" / "loop").symlink_to(tmp_path)
+    got = expand_inputs([tmp_path])
+    assert sorted(Path(s.path).name for s in got) == ["a.png", "b.png"]
+
+
+def test_glob_through_self_links_ends_and_keeps_each_file_once(tmp_path: Path) -> None:
+    _img(tmp_path / "face.png")
+    for k in range(3):  # with glob.glob this pattern took exponential time
+        (tmp_path / f"self{k}").symlink_to(tmp_path)
+    got = expand_inputs([str(tmp_path / "**" / "*.png")])
+    assert [Path(s.path).name for s in got] == ["face.png"]
+    with pytest.raises(InputError, match="the pattern matches no image or video file"):
+        expand_inputs([str(tmp_path / "*" / "*.png")])  # the only sub-folders are loops
+    _img(tmp_path / "real" / "b.png")
+    (tmp_path / "alias").symlink_to(tmp_path / "real")  # a linked folder, not a loop
+    got = expand_inputs([str(tmp_path / "*" / "*.png"), str(tmp_path / "alias" / "b.png")])
+    assert [Path(s.path).name for s in got] == ["b.png"]  # one real file, reached twice
+
+
+def test_a_file_named_twice_through_links_is_one_source(tmp_path: Path) -> None:
+    real = _img(tmp_path / "real.png")
+    (tmp_path / "alias.png").symlink_to(real)
+    got = expand_inputs([real, tmp_path / "alias.png", tmp_path])
+    assert [s.path for s in got] == [str(real)]
+
+
+def test_empty_folder_is_a_problem(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "readme.txt").write_text("no media here")
+    with pytest.raises(InputError, match=r"empty: the folder has no image or video file"):
+        expand_inputs([tmp_path / "empty"])
+
+
+def test_unreadable_subfolder_is_reported_and_the_rest_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _img(tmp_path / "ok.png")
+    _img(tmp_path / "locked" / "hidden_from_us.png")
+    locked = tmp_path / "locked"
+    real_scandir = os.scandir
+
+    def scandir(path):  # as chmod 000 would do to a normal user (tests may run as root)
+        if Path(path) == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(sources.os, "scandir", scandir)
+    scan = scan_inputs([tmp_path])
+    assert [Path(s.path).name for s in scan.sources] == ["ok.png"]
+    assert [str(e) for e in scan.problems] == [
+        f"{locked}: cannot read this folder (Permission denied); its files were not analysed"
+    ]
+    with pytest.raises(InputError, match=r"locked: cannot read this folder"):
+        expand_inputs([tmp_path])
+
+
+def test_fifo_is_not_a_regular_file_and_never_opened(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe.mp4")
+    with pytest.raises(InputError, match=r"pipe\.mp4: not a regular file \(a FIFO\)"):
+        expand_inputs([tmp_path / "pipe.mp4"])
+    _img(tmp_path / "ok.png")
+    scan = scan_inputs([tmp_path])  # found in a folder: reported, not skipped silently
+    assert [Path(s.path).name for s in scan.sources] == ["ok.png"]
+    assert [e.problem for e in scan.problems] == ["not a regular file (a FIFO)"]
+
+
+def test_kind_comes_from_the_content_not_the_suffix(media_dir: Path, tmp_path: Path) -> None:
+    shutil.copy(media_dir / "single_face.mp4", tmp_path / "clip.jpg")
+    shutil.copy(media_dir / "single_face.jpg", tmp_path / "photo.mp4")
+    got = expand_inputs([tmp_path / "clip.jpg", tmp_path / "photo.mp4"])
+    assert [s.kind for s in got] == ["video", "image"]
+    assert {Path(s.path).name: s.kind for s in expand_inputs([tmp_path])} == {
+        "clip.jpg": "video",
+        "photo.mp4": "image",
+    }
+    frames = list(iter_frames(got[0], every=24))
+    assert [f.index for f in frames] == [0, 24, 48]
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("single_face.jpg", "image"),
+        ("Image_with_alpha.png", "image"),
+        ("single_face.mp4", "video"),
+        ("face_noface.mov", "video"),
+        ("OpenFace_Test.csv", None),
+    ],
+)
+def test_kind_by_content_of_real_files(media_dir: Path, name: str, kind: str | None) -> None:
+    assert kind_by_content(media_dir / name) == kind
+
+
+def test_non_utf8_file_name(tmp_path: Path) -> None:
+    raw = os.fsencode(tmp_path) + b"/caf\xe9.png"
+    write_image(os.fsdecode(raw), np.full((24, 24, 3), 9, np.uint8))
+    got = expand_inputs([tmp_path])
+    assert [os.fsencode(s.path) for s in got] == [raw]
+    assert read_image(got[0].path).shape == (24, 24, 3)
+
+
+def test_broken_link(tmp_path: Path) -> None:
+    (tmp_path / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    with pytest.raises(InputError, match=r"gone\.jpg: a broken symbolic link"):
+        expand_inputs([tmp_path / "gone.jpg"])

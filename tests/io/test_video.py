@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facexpr.core.errors import ConfigError, InputError
+from facexpr.core.errors import ConfigError, DamagedInputError, InputError
 from facexpr.io.video import (
     VideoInfo,
     VideoReader,
@@ -116,17 +116,29 @@ def test_truncated_moov_at_end_is_input_error(media_dir: Path, tmp_path: Path) -
         VideoReader(tmp_path / "cut.mp4")
 
 
-def test_truncated_moov_at_start_gives_fewer_frames_and_warns(
+def test_truncated_moov_at_start_keeps_every_frame_then_fails(
     media_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     data = (media_dir / WOLF).read_bytes()  # this one has its index at the start
     (tmp_path / "cut.mp4").write_bytes(data[: int(len(data) * 0.3)])
     reader = VideoReader(tmp_path / "cut.mp4")
-    with caplog.at_level(logging.WARNING, logger="facexpr.io.video"):
-        n = sum(1 for _ in reader)
+    seen: list[int] = []
+    with (
+        caplog.at_level(logging.WARNING, logger="facexpr.io.video"),
+        pytest.raises(
+            DamagedInputError, match=r"cut\.mp4: damaged video, every decodable frame"
+        ) as info,
+    ):
+        seen.extend(f.index for f in reader)
+    n = len(seen)
     assert 0 < n < 472 * 0.5
+    assert seen == list(range(n))
     assert reader.truncated
     assert reader.frames_decoded == n
+    assert info.value.kept == n
+    assert f"decoded {n} of the 472 frames the header promises; the file looks truncated" in str(
+        info.value
+    )
     assert f"decoded {n} of the 472 frames" in caplog.text
 
 
@@ -259,8 +271,6 @@ def test_writer_errors(tmp_path: Path) -> None:
         VideoWriter(tmp_path / "a.mp4", 10, codec="nosuchcodec")
     w = VideoWriter(tmp_path / "a.mp4", 10)
     w.write(np.zeros((32, 32, 3), np.uint8))
-    with pytest.raises(ConfigError, match="frame 1 is 40x32 px but the video is 32x32 px"):
-        w.write(np.zeros((32, 40, 3), np.uint8))
     with pytest.raises(ConfigError, match=r"frames must be \(H, W, 3\) uint8 RGB"):
         w.write(np.zeros((32, 32), np.uint8))
     w.close()
@@ -348,16 +358,93 @@ def test_animated_gif_is_a_video(tmp_path: Path) -> None:
     assert late[0].index < late[1].index
 
 
-def test_corrupt_middle_names_the_frame(media_dir: Path, tmp_path: Path) -> None:
+def test_corrupt_middle_keeps_decoding_after_the_damage(media_dir: Path, tmp_path: Path) -> None:
     data = bytearray((media_dir / WOLF).read_bytes())
     mid = len(data) // 2
     noise = np.random.default_rng(0).integers(0, 256, 200_000, dtype=np.uint8)
     data[mid : mid + noise.size] = noise.tobytes()
     (tmp_path / "bad.mp4").write_bytes(bytes(data))
+    full = {f.index: f.timestamp for f in VideoReader(media_dir / WOLF)}
     reader = VideoReader(tmp_path / "bad.mp4")
     seen = []
-    with pytest.raises(InputError, match=r"decoding failed at frame \d+ \(\d+\.\d\d s\): ") as info:
-        seen.extend(f.index for f in reader)
-    assert 100 < len(seen) < 472  # the frames before the damage came through
-    # the failing frame is the one after the last good one
-    assert f"at frame {len(seen)} (" in str(info.value)
+    with pytest.raises(
+        DamagedInputError,
+        match=r"bad\.mp4: .*packet\(s\) could not be decoded and were skipped "
+        r"\(the first at \d+\.\d\d s\)",
+    ) as info:
+        seen.extend(reader)
+    idx = [f.index for f in seen]
+    assert idx == sorted(set(idx))  # increasing, no repeats
+    assert idx[-1] == 471  # decoding went on to the end of the file
+    assert 300 < len(seen) < 472  # the frames after the damage came through too
+    gap = int(np.argmax(np.diff(idx)))
+    assert idx[gap + 1] - idx[gap] > 10  # the damaged stretch is missing, not renumbered
+    for f in seen:  # every kept frame is numbered and timed as in the intact file
+        assert f.timestamp == pytest.approx(full[f.index], abs=1e-6)
+    assert info.value.kept == len(seen)
+    assert "of the 472 frames the header promises" in str(info.value)
+
+
+def test_zero_frame_video_is_an_input_error(tmp_path: Path) -> None:
+    path = tmp_path / "zero.avi"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("mpeg4", rate=10)
+        s.width = s.height = 64
+        s.pix_fmt = "yuv420p"
+        c.start_encoding()  # a header with a video stream and not one frame
+    reader = VideoReader(path)
+    with pytest.raises(InputError, match=r"zero\.avi: has no decodable video frame"):
+        list(reader)
+
+
+def _encode(path: Path, sizes: list[tuple[int, int]], fmt: str | None = None) -> Path:
+    """Writes one tiny libx264 frame per (w, h), the stream declared at the first size."""
+    with av.open(str(path), "w", format=fmt) as c:
+        s = c.add_stream("libx264", rate=10)
+        s.width, s.height = sizes[0]
+        s.pix_fmt = "yuv420p"
+        for k, (w, h) in enumerate(sizes):
+            f = av.VideoFrame.from_ndarray(np.full((h, w, 3), 40 * k, np.uint8), format="rgb24")
+            f.pts = k
+            c.mux(s.encode(f))
+        c.mux(s.encode(None))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("size", "message"),
+    [
+        ((16, 16), r"video is 16x16 px; at least 20 px per side is needed"),
+        ((8200, 32), r"video is 8200x32 px; at most 8000 px per side is supported"),
+    ],
+)
+def test_video_size_limits_match_the_image_ones(
+    tmp_path: Path, size: tuple[int, int], message: str
+) -> None:
+    path = _encode(tmp_path / "v.mp4", [size] * 3)
+    with pytest.raises(InputError, match=rf"v\.mp4: {message}"):
+        VideoReader(path)
+
+
+def test_resolution_change_midway_is_decoded(tmp_path: Path) -> None:
+    a = _encode(tmp_path / "a.ts", [(64, 48)] * 4, fmt="mpegts")
+    b = _encode(tmp_path / "b.ts", [(96, 80)] * 4, fmt="mpegts")
+    ab = tmp_path / "ab.ts"
+    ab.write_bytes(a.read_bytes() + b.read_bytes())  # MPEG-TS streams concatenate
+    shapes = [f.image.shape for f in VideoReader(ab)]
+    assert shapes == [(48, 64, 3)] * 4 + [(80, 96, 3)] * 4
+
+
+def test_writer_fits_frames_of_another_size(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    out = tmp_path / "w.mp4"
+    with caplog.at_level(logging.WARNING, logger="facexpr.io.video"), VideoWriter(out, fps=10) as w:
+        w.write(np.full((48, 64, 3), 200, np.uint8))
+        w.write(np.full((96, 64, 3), 200, np.uint8))  # taller: scaled to 48 px high, centred
+    frames = [f.image for f in VideoReader(out)]
+    assert [f.shape for f in frames] == [(48, 64, 3)] * 2
+    second = frames[1].astype(int)
+    assert second[:, 28:36].mean() > 150  # the scaled frame in the middle
+    assert second[:, :8].mean() < 40  # black on either side
+    assert "frames of other sizes are scaled to fit" in caplog.text

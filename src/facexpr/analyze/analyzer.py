@@ -17,7 +17,7 @@ import numpy as np
 
 from facexpr.analyze.table import ExpressionTable
 from facexpr.core import columns as C
-from facexpr.core.errors import ConfigError
+from facexpr.core.errors import ConfigError, DamagedInputError
 from facexpr.core.types import Frame, FrameResult, RunningMode
 from facexpr.faces import FaceFrontEnd, FaceFrontEndOptions
 from facexpr.io import MediaSource, expand_inputs, iter_frames, probe_video
@@ -212,11 +212,16 @@ class Analyzer:
         self._fitter.reset()
         tracked = mode is not RunningMode.IMAGE
         chunk: list[tuple[Frame, FrameResult]] = []
-        for frame in frames:
-            chunk.append((frame, fe.process(frame)))
-            if len(chunk) >= (_FIT_CHUNK if tracked else 1):
+        try:
+            for frame in frames:
+                chunk.append((frame, fe.process(frame)))
+                if len(chunk) >= (_FIT_CHUNK if tracked else 1):
+                    yield from self._fit_chunk(chunk, tracked)
+                    chunk = []
+        except DamagedInputError:  # raised after the last good frame: deliver those, then raise
+            if chunk:
                 yield from self._fit_chunk(chunk, tracked)
-                chunk = []
+            raise
         if chunk:
             yield from self._fit_chunk(chunk, tracked)
 

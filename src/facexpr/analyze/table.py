@@ -16,6 +16,7 @@ import pandas as pd
 
 from facexpr.core import columns as C
 from facexpr.core.types import FaceResult, FrameResult
+from facexpr.io.sources import printable_path
 from facexpr.io.tables import TableFormat, format_from_path, read_table, write_table
 
 
@@ -85,7 +86,12 @@ def frames_to_dataframe(
     results = list(results)
     cols = C.columns_for(groups)
     blocks = [frame_rows(r, groups) for r in results]
-    inputs = [r.source for r, b in zip(results, blocks, strict=True) for _ in range(len(b))]
+    # A non-UTF-8 file name is written with \xNN escapes: every table format needs valid text.
+    inputs = [
+        printable_path(r.source)
+        for r, b in zip(results, blocks, strict=True)
+        for _ in range(len(b))
+    ]
     data = np.concatenate(blocks) if blocks else np.zeros((0, len(cols) - 1))
     df = pd.DataFrame(data, columns=cols[1:])
     df.insert(0, C.INPUT, pd.Series(inputs, dtype=object))

@@ -223,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     from facexpr.analyze import Analyzer, AnalyzerOptions, run_batch
+    from facexpr.io.sources import printable_path
 
     options = AnalyzerOptions(
         detector=args.detector,
@@ -240,20 +241,24 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         aligned=args.aligned,
     )
     progress = not args.no_progress and sys.stderr.isatty()
-    with Analyzer(options) as analyzer:
-        report = run_batch(
-            analyzer,
-            args.inputs,
-            args.out,
-            fmt=args.format,
-            annotate=args.annotate,
-            resume=args.resume,
-            progress=progress,
-        )
+    try:
+        with Analyzer(options) as analyzer:
+            report = run_batch(
+                analyzer,
+                args.inputs,
+                args.out,
+                fmt=args.format,
+                annotate=args.annotate,
+                resume=args.resume,
+                progress=progress,
+            )
+    except FacexprError as e:  # the output folder is locked or cannot be made, a usage error
+        print(f"facexpr: error: {printable_path(str(e))}", file=sys.stderr)
+        return 2
     for path in report.written:
-        print(path)
+        print(printable_path(path))
     for path in report.annotated:
-        print(path)
+        print(printable_path(path))
     fps = report.frames / report.seconds if report.seconds > 0 else 0.0
     print(
         f"facexpr: {len(report.written)} written, {len(report.skipped)} skipped, "
@@ -262,13 +267,11 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     if report.failures:
+        # Exit 2 like any bad input; every good input was still written.
         print(f"facexpr: {len(report.failures)} input(s) failed:", file=sys.stderr)
         for f in report.failures:
-            print(
-                f"  {f.problem}" if f.problem.startswith(f.input) else f"  {f.input}: {f.problem}",
-                file=sys.stderr,
-            )
-        return 1
+            print(f"  {f.line}", file=sys.stderr)
+        return 2
     return 0
 
 

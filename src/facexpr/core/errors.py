@@ -43,3 +43,18 @@ class MissingDependencyError(FacexprError, ImportError):
 
 class ModelError(FacexprError):
     """A model file is missing, corrupt or does not match its card."""
+
+
+class DamagedInputError(InputError):
+    """An input was read only in part: everything decodable was delivered, the rest was lost.
+
+    Raised once the readable part has been delivered (a video reader raises it after its last good
+    frame), so a caller can keep what it got and still report the input as failed.
+
+    Attributes:
+        kept: frames (or items) delivered before the error.
+    """
+
+    def __init__(self, path: str | Path | None, problem: str, kept: int = 0) -> None:
+        super().__init__(path, problem)
+        self.kept = kept

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
+import stat
 import warnings
 from pathlib import Path
 
@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from facexpr.core.errors import InputError
-from facexpr.io._files import make_public
+from facexpr.io._files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +47,35 @@ def is_image_path(path: str | Path) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
-def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise InputError(path, "file not found")
-    if path.is_dir():
-        raise InputError(path, "is a directory, not an image file")
-    if path.stat().st_size == 0:
+def check_input_file(path: str | Path, what: str = "media") -> os.stat_result:
+    """Returns the stat of ``path`` (links followed) if it is a non-empty regular file.
+
+    Nothing is opened, so a FIFO or device never blocks the caller.
+
+    Raises:
+        InputError: missing, unreadable, a folder, not a regular file (FIFO, socket, device), or
+            empty.
+    """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise InputError(path, "file not found") from None
+    except OSError as e:
+        raise InputError(path, f"cannot read ({e.strerror})") from e
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError(
+            path, f"is a directory, not {'an' if what[0] in 'aeiou' else 'a'} {what} file"
+        )
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a socket or device"
+        raise InputError(path, f"not a regular file ({kind})")
+    if st.st_size == 0:
         raise InputError(path, "empty file (0 bytes)")
+    return st
+
+
+def _check_file(path: Path) -> None:
+    check_input_file(path, "image")
 
 
 def _to_rgb8(im: Image.Image) -> np.ndarray:
@@ -136,8 +158,8 @@ def read_image(path: str | Path) -> np.ndarray:
 def write_image(path: str | Path, rgb: np.ndarray, *, quality: int = 95) -> None:
     """Writes (H, W, 3) uint8 RGB (or (H, W) uint8 grey) to ``path``, format by extension.
 
-    The file appears whole or not at all: the data goes to a temp file in the same folder, which
-    is then renamed over ``path``.
+    The file appears whole or not at all: the data goes to a unique temp file in the same folder
+    (:func:`facexpr.io._files.atomic_write`), which is then renamed over ``path``.
 
     Args:
         path: destination; its suffix (.png, .jpg, ...) picks the format.
@@ -159,12 +181,5 @@ def write_image(path: str | Path, rgb: np.ndarray, *, quality: int = 95) -> None
     fmt = Image.registered_extensions()[ext]
     kwargs = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
     p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            Image.fromarray(np.ascontiguousarray(a)).save(f, format=fmt, **kwargs)
-        make_public(tmp)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(p, "wb") as f:
+        Image.fromarray(np.ascontiguousarray(a)).save(f, format=fmt, **kwargs)

@@ -3,18 +3,19 @@
 :class:`VideoReader` streams frames one at a time (memory does not grow with the video's length),
 with real presentation timestamps from the stream, so variable-frame-rate files are timed right.
 
-Truncated files: when FFmpeg raises while decoding, the reader stops with an :class:`InputError`
-naming the frame and time. When a file simply ends early (FFmpeg often decodes what is there
-without error), the reader ends normally, sets ``reader.truncated`` and logs a warning naming how
-many of the expected frames were decoded.
+Damaged files: the reader keeps every frame it can decode. A packet FFmpeg cannot decode is
+skipped and decoding goes on with the next one; a container that breaks off, or a file that ends
+with clearly fewer frames than its header promises, ends the pass. In each case the reader first
+yields every decodable frame, then raises :class:`~facexpr.core.errors.DamagedInputError` saying
+what was lost, so a caller keeps what was decoded and still reports the file as failed. A video
+without one decodable frame raises :class:`InputError`. Videos, like photos, must be 20 to 8000 px
+on a side.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -22,11 +23,13 @@ from pathlib import Path
 from types import TracebackType
 
 import av
+import cv2
 import numpy as np
 
-from facexpr.core.errors import ConfigError, InputError
+from facexpr.core.errors import ConfigError, DamagedInputError, InputError
 from facexpr.core.types import Frame
-from facexpr.io._files import make_public
+from facexpr.io._files import commit_temp, unique_temp
+from facexpr.io.images import MAX_SIDE, MIN_SIDE, check_input_file
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +42,10 @@ VIDEO_EXTENSIONS: frozenset[str] = frozenset(
 :func:`facexpr.io.images.read_image` would keep only the first.
 """
 
-# A file counts as ended early when fewer than this share of the frames its header promises decode.
+# A file counts as ended early when fewer than this share of the frames its header counts decode,
+# or, without a count, when the frames decoded cover less than this share of its duration.
 _TRUNCATED_SHARE = 0.98
+_TRUNCATED_SHARE_TIME = 0.9
 
 
 def is_video_path(path: str | Path) -> bool:
@@ -64,6 +69,7 @@ class VideoInfo:
         audio_sample_rate: Hz of the first audio stream, 0 if none.
         rotation: degrees counter-clockwise the frames must be turned to show upright (0, 90,
             180, 270), from the display matrix; the reader applies it.
+        n_frames_exact: whether ``n_frames`` is the header's count (False: an estimate).
     """
 
     path: str
@@ -76,6 +82,7 @@ class VideoInfo:
     has_audio: bool
     audio_sample_rate: int
     rotation: int = 0
+    n_frames_exact: bool = False
 
 
 def check_frame_options(
@@ -95,12 +102,7 @@ def check_frame_options(
 
 
 def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise InputError(path, "file not found")
-    if path.is_dir():
-        raise InputError(path, "is a directory, not a video file")
-    if path.stat().st_size == 0:
-        raise InputError(path, "empty file (0 bytes)")
+    check_input_file(path, "video")
 
 
 def _open(path: Path) -> av.container.InputContainer:
@@ -144,6 +146,7 @@ def probe_video(path: str | Path) -> VideoInfo:
         else:
             duration = 0.0
         n = int(vs.frames or 0)
+        exact = n > 0
         if n == 0 and duration > 0 and fps > 0:
             n = round(duration * fps)
         rotation = 0
@@ -165,6 +168,7 @@ def probe_video(path: str | Path) -> VideoInfo:
             has_audio=bool(audio),
             audio_sample_rate=int(audio[0].codec_context.sample_rate or 0) if audio else 0,
             rotation=rotation,
+            n_frames_exact=exact,
         )
     finally:
         container.close()
@@ -191,10 +195,14 @@ class VideoReader:
         info: :class:`VideoInfo` of the file.
         frames_decoded: frames decoded so far (kept or not).
         truncated: True once a pass ended with clearly fewer frames than the header promised.
+        damage: after a pass, what was lost (None when nothing was), as in the error's message.
 
     Raises:
         ConfigError: every < 1, fps <= 0, start < 0, or end <= start.
-        InputError: see :func:`probe_video`; while iterating, a decoding failure names its frame.
+        InputError: see :func:`probe_video`; a frame side < 20 or > 8000 px; while iterating, no
+            decodable frame at all.
+        DamagedInputError: after the last decodable frame of a pass, when packets could not be
+            decoded, the container broke off, or the file ended early; it says what was lost.
 
     Example:
         >>> with VideoReader("clip.mp4", fps=5) as reader:  # doctest: +SKIP
@@ -218,8 +226,18 @@ class VideoReader:
         self.start = start
         self.end = end
         self.info = probe_video(self.path)
+        w, h = self.info.width, self.info.height
+        if max(w, h) > MAX_SIDE:
+            raise InputError(
+                self.path, f"video is {w}x{h} px; at most {MAX_SIDE} px per side is supported"
+            )
+        if min(w, h) < MIN_SIDE:
+            raise InputError(
+                self.path, f"video is {w}x{h} px; at least {MIN_SIDE} px per side is needed"
+            )
         self.frames_decoded = 0
         self.truncated = False
+        self.damage: str | None = None
         self._container: av.container.InputContainer | None = None
 
     def __enter__(self) -> VideoReader:
@@ -280,35 +298,65 @@ class VideoReader:
         eps = 1e-6  # timestamps are pts * time_base; keep a frame at exactly `start`
         self.frames_decoded = 0
         self.truncated = False
+        self.damage = None
         i = -1  # decode index
         n_seen = 0  # frames at or after start (for `every`)
         last_kept = -np.inf
         t = 0.0
-        decoded = container.decode(vs)
+        bad_packets = 0  # packets FFmpeg could not decode (skipped)
+        bad_first: float | None = None  # time of the first one, s
+        bad_size = 0  # frames outside the size limits (dropped)
+        disordered = 0  # frames out of time order after damage (dropped)
+        broken: str | None = None  # why the container broke off
+        packets = container.demux(vs)
+        pending: list[av.VideoFrame] = []
+        kept = 0
         try:
             while True:
-                try:
-                    frame = next(decoded)
-                except StopIteration:
-                    break
-                except av.FFmpegError as e:
-                    raise InputError(
-                        self.path,
-                        f"decoding failed at frame {i + 1} ({t + dt_fallback:.2f} s): {e}",
-                    ) from e
+                if not pending:
+                    try:
+                        packet = next(packets)
+                    except StopIteration:
+                        break
+                    except av.FFmpegError as e:
+                        broken = f"the file breaks off after {t:.2f} s ({e})"
+                        break
+                    try:
+                        pending = list(packet.decode())
+                    except av.FFmpegError as e:
+                        bad_packets += 1
+                        if bad_first is None:
+                            pt = packet.pts if packet.pts is not None else packet.dts
+                            bad_first = pt * tb - t_start if pt is not None else t
+                        log.debug("%s: skipped an undecodable packet (%s)", self.path, e)
+                        continue
+                    pending.reverse()  # popped from the end, in decode order
+                    continue
+                frame = pending.pop()
                 self.frames_decoded += 1
                 if frame.pts is not None:
                     t = frame.pts * tb - t_start
                 elif self.frames_decoded > 1:
                     t += dt_fallback  # no timestamp: assume the average rate
-                if seeking:
-                    i = max(i + 1, round(t * fps_avg)) if fps_avg > 0 else i + 1
+                if seeking or bad_packets:
+                    # Frames before a seek, or in skipped packets, were not counted: index by time.
+                    j = round(t * fps_avg) if fps_avg > 0 else i + 1
+                    if bad_packets and j <= i:
+                        disordered += 1  # a stale frame the damaged decoder put out late
+                        continue
+                    i = max(i + 1, j)
                 else:
                     i += 1
                 if start is not None and t < start - eps:
                     continue
                 if end is not None and t > end + eps:
                     break
+                if (
+                    min(frame.width, frame.height) < MIN_SIDE
+                    or max(frame.width, frame.height) > MAX_SIDE
+                ):
+                    bad_size += 1  # e.g. a resolution switch to a huge size: never decoded
+                    continue
                 n_seen += 1
                 if (n_seen - 1) % every:
                     continue
@@ -320,22 +368,52 @@ class VideoReader:
                 k = _rotation_steps(frame.rotation)
                 if k:
                     image = np.ascontiguousarray(np.rot90(image, k))
+                kept += 1
                 yield Frame(image=image, index=i, timestamp=float(t), source=source)
         finally:
             self.close()
-        expected = self.info.n_frames
-        if (
-            start is None
-            and end is None
-            and expected > 0
-            and self.frames_decoded < _TRUNCATED_SHARE * expected
-        ):
-            self.truncated = True
-            log.warning(
-                "%s: decoded %d of the %d frames the header promises; the file looks truncated",
-                self.path,
-                self.frames_decoded,
-                expected,
+        if self.frames_decoded == 0 and start is None:
+            why = f": {broken}" if broken else ""
+            if bad_packets:
+                why = f": none of its {bad_packets} packet(s) could be decoded"
+            raise InputError(self.path, f"has no decodable video frame{why}")
+        lost: list[str] = []
+        if bad_packets:
+            lost.append(
+                f"{bad_packets} packet(s) could not be decoded and were skipped "
+                f"(the first at {bad_first:.2f} s)"
+            )
+        if disordered:
+            lost.append(f"{disordered} frame(s) out of time order after the damage were dropped")
+        if broken:
+            lost.append(broken)
+        if bad_size:
+            lost.append(
+                f"{bad_size} frame(s) outside {MIN_SIDE}-{MAX_SIDE} px per side were dropped"
+            )
+        info = self.info
+        if start is None and end is None:
+            if info.n_frames_exact and self.frames_decoded < _TRUNCATED_SHARE * info.n_frames:
+                self.truncated = True
+                lost.append(
+                    f"decoded {self.frames_decoded} of the {info.n_frames} frames the header "
+                    "promises" + ("" if bad_packets or broken else "; the file looks truncated")
+                )
+            elif (
+                not info.n_frames_exact and t + dt_fallback < _TRUNCATED_SHARE_TIME * info.duration
+            ):
+                # No frame count in the header (an estimate would be wrong for variable rates):
+                # compare the time decoded with the duration.
+                self.truncated = True
+                lost.append(
+                    f"decoded {t + dt_fallback:.2f} s of the {info.duration:.2f} s the header "
+                    "promises" + ("" if bad_packets or broken else "; the file looks truncated")
+                )
+        if lost:
+            self.damage = "; ".join(lost)
+            log.warning("%s: %s", self.path, self.damage)
+            raise DamagedInputError(
+                self.path, f"damaged video, every decodable frame was kept: {self.damage}", kept
             )
 
 
@@ -387,6 +465,19 @@ def read_audio(
     return samples, rate
 
 
+def _fit_into(a: np.ndarray, h0: int, w0: int) -> np.ndarray:
+    """Returns ``a`` scaled to fit (h0, w0) with its aspect ratio kept, centred on black."""
+    h, w = a.shape[:2]
+    k = min(h0 / h, w0 / w)
+    nh, nw = max(1, min(h0, round(h * k))), max(1, min(w0, round(w * k)))
+    interp = cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR
+    small = cv2.resize(np.ascontiguousarray(a), (nw, nh), interpolation=interp)
+    out = np.zeros((h0, w0, 3), np.uint8)
+    y, x = (h0 - nh) // 2, (w0 - nw) // 2
+    out[y : y + nh, x : x + nw] = small
+    return out
+
+
 def _pick_codec(codec: str | None) -> str:
     if codec is not None:
         if codec not in av.codecs_available:
@@ -410,7 +501,12 @@ class VideoWriter:
             bit rate (0.3 bits per pixel at crf 18, halved every 6 steps).
 
     Raises:
-        ConfigError: fps <= 0, crf out of range, unknown codec, or frames of differing sizes.
+        ConfigError: fps <= 0, crf out of range, unknown codec, or a frame that is not
+            (H, W, 3) uint8.
+
+    A frame of another size than the first (a source whose resolution changes midway) is scaled
+    to fit the first one's size, keeping its aspect ratio, centred on black; a warning says so
+    once.
     """
 
     def __init__(
@@ -426,11 +522,8 @@ class VideoWriter:
         self.crf = int(crf)
         self.frames_written = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{self.path.stem}.", suffix=self.path.suffix or ".mp4", dir=self.path.parent
-        )
-        os.close(fd)
-        self._tmp = Path(tmp)
+        # Unique, exclusive and short; the suffix tells FFmpeg the container.
+        self._tmp = unique_temp(self.path, suffix=self.path.suffix or ".mp4")
         self._rate = Fraction(self.fps).limit_denominator(1001)
         try:
             self._container = av.open(str(self._tmp), mode="w")
@@ -439,6 +532,7 @@ class VideoWriter:
             raise ConfigError(f"{self.path}: cannot write a video with this suffix: {e}") from e
         self._stream: av.VideoStream | None = None
         self._size: tuple[int, int] | None = None  # (h, w) of the input frames
+        self._rescaled = False
         self._closed = False
 
     def _open_stream(self, h: int, w: int) -> av.VideoStream:
@@ -457,7 +551,8 @@ class VideoWriter:
         return s
 
     def write(self, rgb: np.ndarray) -> None:
-        """Appends one frame, (H, W, 3) uint8 RGB; every frame must have the first one's size."""
+        """Appends one frame, (H, W, 3) uint8 RGB; scaled to fit the first frame's size if it has
+        another."""
         a = np.asarray(rgb)
         if a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != 3:
             raise ConfigError(
@@ -468,10 +563,20 @@ class VideoWriter:
             self._size = (h, w)
             self._stream = self._open_stream(h, w)
         elif self._size != (h, w):
-            raise ConfigError(
-                f"{self.path}: frame {self.frames_written} is {w}x{h} px but the video is "
-                f"{self._size[1]}x{self._size[0]} px"
-            )
+            if not self._rescaled:
+                log.warning(
+                    "%s: frame %d is %dx%d px but the video is %dx%d px; frames of other sizes "
+                    "are scaled to fit",
+                    self.path,
+                    self.frames_written,
+                    w,
+                    h,
+                    self._size[1],
+                    self._size[0],
+                )
+                self._rescaled = True
+            a = _fit_into(a, *self._size)
+            h, w = self._size
         if h % 2 or w % 2:
             a = np.pad(a, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(a), format="rgb24")
@@ -495,8 +600,7 @@ class VideoWriter:
         if self._stream is None:
             self._tmp.unlink(missing_ok=True)
             raise ConfigError(f"{self.path}: no frames were written, so no video was made")
-        make_public(self._tmp)
-        os.replace(self._tmp, self.path)
+        commit_temp(self._tmp, self.path)
 
     def abort(self) -> None:
         """Closes without keeping anything: the temp file is removed, ``path`` is untouched."""
