@@ -67,7 +67,7 @@ def test_dataset_build_reports_bad_inputs(media_dir, tmp_path, capsys):
         str(tmp_path / "ds"),
         "--no-pseudo-labels",
     )
-    assert rc == 1
+    assert rc == 2  # every good input is written, the failed one makes the exit code 2
     assert "broken.mp4" in capsys.readouterr().err
     assert read_manifest(tmp_path / "ds").n_samples == 1
 
@@ -228,3 +228,104 @@ def test_animate_a_users_gltf_avatar(media_dir, tmp_path):
     assert (
         run("animate", str(table), "--avatar", str(tmp_path / "nope.glb"), "--gltf", str(anim)) == 2
     )
+
+
+def _small_dataset(d):
+    from facexpr.io.shard_writer import ShardWriter
+    from facexpr.io.shards import LabelField, Sample
+
+    rng = np.random.default_rng(0)
+    schema = [LabelField("w", (2,), "float32", "weights")]
+    with ShardWriter(d, samples_per_shard=2, schema=schema, created_by="test") as w:
+        for i in range(5):
+            w.write(Sample(f"{i}", rng.integers(0, 256, (8, 8, 3), np.uint8), {}, "t", f"s{i}"))
+
+
+def _error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err
+
+
+def test_dataset_info_and_show_on_hostile_manifests(tmp_path, capsys):
+    d = tmp_path / "ds"
+    _small_dataset(d)
+    m = json.loads((d / "manifest.json").read_text())
+    capsys.readouterr()
+    (d / "manifest.json").write_text("[" * 100_000 + "]" * 100_000)
+    assert run("dataset", "info", str(d)) == 2
+    assert "manifest.json: corrupt manifest, not valid JSON (nested too deeply)" in _error(capsys)
+    (d / "manifest.json").write_text(json.dumps({**m, "splits": ["train"]}))
+    assert run("dataset", "show", str(d), "-o", str(tmp_path / "s.png")) == 2
+    assert "'splits' must be an object" in _error(capsys)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("password=hunter2\n")
+    bad = {**m, "shards": [{**m["shards"][0], "name": str(secret)}, *m["shards"][1:]]}
+    (d / "manifest.json").write_text(json.dumps(bad))
+    assert run("dataset", "info", str(d)) == 2
+    assert "must be a plain file name inside the dataset folder" in _error(capsys)
+    (d / "manifest.json").write_text(json.dumps(m))
+    (d / "shard-000000.tar").unlink()
+    (d / "shard-000000.tar").symlink_to(secret)
+    assert run("dataset", "show", str(d), "-o", str(tmp_path / "s.png")) == 2
+    err = _error(capsys)
+    assert "shard-000000.tar: is a symbolic link to a file outside the dataset folder" in err
+    assert "hunter2" not in err
+    assert not (tmp_path / "s.png").exists()
+
+
+def test_dataset_show_names_a_bad_sample(tmp_path, capsys):
+    import io
+    import tarfile
+
+    d = tmp_path / "ds"
+    _small_dataset(d)
+    p = d / "shard-000001.tar"
+    out = io.BytesIO()
+    with tarfile.open(p) as src, tarfile.open(fileobj=out, mode="w") as dst:
+        for member in src.getmembers():
+            data = src.extractfile(member).read()
+            if member.name == "2.json":
+                data = json.dumps({"labels": {"w": ["a", "b"]}}).encode()
+                member.size = len(data)
+            dst.addfile(member, io.BytesIO(data))
+    p.write_bytes(out.getvalue())
+    capsys.readouterr()
+    assert run("dataset", "info", str(d)) == 2
+    assert "sha256 mismatch" in _error(capsys)
+    m = json.loads((d / "manifest.json").read_text())
+    import hashlib
+
+    m["shards"][1].update(
+        sha256=hashlib.sha256(p.read_bytes()).hexdigest(), n_bytes=p.stat().st_size
+    )
+    (d / "manifest.json").write_text(json.dumps(m))
+    assert run("dataset", "info", str(d)) == 2
+    assert "shard-000001.tar:2.json: sample '2': label 'w' must hold numbers" in _error(capsys)
+
+
+def test_dataset_writers_refuse_a_folder_another_run_writes(
+    media_dir, shared_dir, tmp_path, capsys
+):
+    from facexpr.io._files import FolderLock
+
+    out = tmp_path / "ds"
+    capsys.readouterr()
+    with FolderLock(out, "another facexpr"):
+        rc = run("dataset", "build", str(media_dir / "single_face.jpg"), "-o", str(out))
+        assert rc == 2
+        assert "is writing into this folder" in _error(capsys)
+        assert run("synth", "--n", "2", "--size", "64", "--out", str(out)) == 2
+        assert "is writing into this folder" in _error(capsys)
+        root = shared_dir / "datasets" / "ferplus"
+        if (root / "Valid_labels.csv").is_file():
+            assert run("dataset", "ferplus", str(root), "--split", "Valid", "-o", str(out)) == 2
+            assert "is writing into this folder" in _error(capsys)
+    assert not (out / "manifest.json").exists()
+
+
+def test_synth_overwrite_and_resume_exclude_each_other(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        run("synth", "--n", "2", "--out", str(tmp_path), "--overwrite", "--resume")
+    assert e.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err

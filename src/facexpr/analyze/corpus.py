@@ -28,7 +28,8 @@ from facexpr.core.arkit import ARKIT_NAMES
 from facexpr.core.errors import ConfigError, FacexprError
 from facexpr.core.types import FaceResult
 from facexpr.io import expand_inputs
-from facexpr.io.shards import LabelField, Sample, ShardWriter
+from facexpr.io.shard_writer import ShardWriter
+from facexpr.io.shards import LabelField, Sample
 
 log = logging.getLogger(__name__)
 
@@ -176,55 +177,60 @@ def build_dataset(
             sources.extend(expand_inputs([inp]))
         except FacexprError as e:
             report.failures.append((str(inp), str(e)))
-    analyzer = Analyzer(
-        AnalyzerOptions(
-            every=o.stride,
-            align_size=o.size,
-            blendshapes="fit" if o.pseudo_labels else "none",
-            aligned=o.aligned,
-            device="cpu",
-        )
-    )
-    teacher = None
-    if o.teacher is not None:
-        from facexpr.nn.teachers import load_teacher
-
-        teacher = load_teacher(None if o.teacher == "auto" else o.teacher)
     attributes = {"options": {k: getattr(o, k) for k in o.__dataclass_fields__}}
-    it = sources
-    if progress:
-        from tqdm import tqdm
-
-        it = tqdm(sources, desc="dataset", unit="input")
-    with ShardWriter(
+    # The writer first: it takes the folder's lock, so a second build into the same folder is
+    # refused before any model is loaded.
+    writer = ShardWriter(
         out_dir,
         samples_per_shard=o.samples_per_shard,
         schema=corpus_schema(),
         created_by="facexpr dataset build",
         attributes=attributes,
         overwrite=overwrite,
-    ) as writer:
-        for pos, src in enumerate(it):
-            report.inputs += 1
-            stem = f"{pos:05d}_{_key_part(Path(src.path).stem)}"
-            try:
-                for frame, result in analyzer.iter_results(src):
-                    for face in result.faces:
-                        why = _quality(face, o)
-                        if why is not None:
-                            report.reject(why)
-                            continue
-                        extra = {}
-                        if teacher is not None:
-                            extra["emotion_teacher"] = _teach(teacher, face.aligned)
-                        writer.write(
-                            _sample(src.path, stem, frame.index, frame.timestamp, face, extra)
-                        )
-                        report.kept += 1
-            except FacexprError as e:
-                report.failures.append((src.path, str(e)))
-                log.error("%s", e)
-    analyzer.close()
+    )
+    with writer:
+        analyzer = Analyzer(
+            AnalyzerOptions(
+                every=o.stride,
+                align_size=o.size,
+                blendshapes="fit" if o.pseudo_labels else "none",
+                aligned=o.aligned,
+                device="cpu",
+            )
+        )
+        try:
+            teacher = None
+            if o.teacher is not None:
+                from facexpr.nn.teachers import load_teacher
+
+                teacher = load_teacher(None if o.teacher == "auto" else o.teacher)
+            it = sources
+            if progress:
+                from tqdm import tqdm
+
+                it = tqdm(sources, desc="dataset", unit="input")
+            for pos, src in enumerate(it):
+                report.inputs += 1
+                stem = f"{pos:05d}_{_key_part(Path(src.path).stem)}"
+                try:
+                    for frame, result in analyzer.iter_results(src):
+                        for face in result.faces:
+                            why = _quality(face, o)
+                            if why is not None:
+                                report.reject(why)
+                                continue
+                            extra = {}
+                            if teacher is not None:
+                                extra["emotion_teacher"] = _teach(teacher, face.aligned)
+                            writer.write(
+                                _sample(src.path, stem, frame.index, frame.timestamp, face, extra)
+                            )
+                            report.kept += 1
+                except FacexprError as e:
+                    report.failures.append((src.path, str(e)))
+                    log.error("%s", e)
+        finally:
+            analyzer.close()
     return report
 
 

@@ -142,12 +142,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--identities",
         type=_positive_int,
         default=None,
-        help="number of distinct identities (default: about n / 20)",
+        help="number of distinct identities (default: n / 50, at least 1)",
     )
     sy.add_argument(
         "--backgrounds", metavar="DIR", default=None, help="folder of photos to use as backgrounds"
     )
-    sy.add_argument("--overwrite", action="store_true")
+    sy.add_argument(
+        "--samples-per-shard",
+        type=_positive_int,
+        default=1000,
+        metavar="N",
+        help="faces per shard file (default: 1000)",
+    )
+    sy_mode = sy.add_mutually_exclusive_group()
+    sy_mode.add_argument("--overwrite", action="store_true", help="replace a dataset in DIR")
+    sy_mode.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run into DIR with the same options: its finished shards "
+        "are verified and kept (the result is the same as an uninterrupted run)",
+    )
 
     an = sub.add_parser(
         "animate",
@@ -319,7 +333,7 @@ def cmd_dataset(args: argparse.Namespace) -> int:
                 else f"  failed: {inp}: {problem}",
                 file=sys.stderr,
             )
-        return 1 if report.failures else 0
+        return 2 if report.failures else 0
     if args.dataset_command == "ferplus":
         from pathlib import Path
 
@@ -360,8 +374,23 @@ def cmd_synth(args: argparse.Namespace) -> int:
         workers=args.workers,
         n_identities=args.identities,
         background_dir=args.backgrounds,
+        samples_per_shard=args.samples_per_shard,
     )
-    manifest = generate(options, args.out, progress=sys.stderr.isatty(), overwrite=args.overwrite)
+    try:
+        manifest = generate(
+            options,
+            args.out,
+            progress=sys.stderr.isatty(),
+            overwrite=args.overwrite,
+            resume=args.resume,
+        )
+    except KeyboardInterrupt:
+        print(
+            f"facexpr: interrupted; the finished shards in {args.out} are kept: rerun with "
+            "--resume to continue",
+            file=sys.stderr,
+        )
+        return 130
     print(f"{args.out}: {manifest.n_samples} faces in {len(manifest.shards)} shards")
     return 0
 

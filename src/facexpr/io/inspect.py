@@ -9,7 +9,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from facexpr.io.shards import ShardDataset, read_manifest
+from facexpr.io.shards import ShardReader, read_manifest
 
 
 def summarize(dataset_dir: str | Path) -> dict[str, Any]:
@@ -25,7 +25,7 @@ def summarize(dataset_dir: str | Path) -> dict[str, Any]:
     sources: Counter[str] = Counter()
     subjects: set[str] = set()
     n = 0
-    for s in ShardDataset(dataset_dir, shuffle_buffer=0, verify=True):
+    for s in ShardReader(dataset_dir, shuffle_buffer=0, verify=True):
         n += 1
         sources[s.source] += 1
         if s.subject_id:
@@ -66,7 +66,7 @@ def contact_sheet(
     Returns:
         (rows * tile, columns * tile, 3) uint8.
     """
-    ds = ShardDataset(dataset_dir, shuffle_buffer=max(1, 4 * n), seed=seed)
+    ds = ShardReader(dataset_dir, shuffle_buffer=max(1, 4 * n), seed=seed)
     tiles = []
     for s in ds:
         img = np.ascontiguousarray(s.image)

@@ -20,54 +20,92 @@ Per-sample JSON::
 A label that a sample does not have is **absent** from ``labels`` (or ``null``), never 0: a real
 photo may carry an emotion and no rig weights, a synthetic face rig weights and no valence.
 
-Shards are written to ``*.tmp`` and renamed when complete; ``manifest.json`` is written last, so a
-crashed build never looks complete. Tar headers carry no time or owner, so the same samples give the
-same bytes.
+Writing: one writer per folder (:class:`facexpr.io._files.FolderLock`); shards and the manifest
+are written to unique temporary files and renamed when complete; ``manifest.json`` is written last,
+so a crashed build never looks complete. While a build runs, ``.progress.json`` lists its finished
+shards with their sha256, so an interrupted build can be resumed (``resume=True``): the finished
+shards are verified and kept and writing continues after them. Tar headers carry no time or owner,
+so the same samples give the same bytes, resumed or not.
+
+Reading treats a dataset folder as untrusted: the manifest and every sample JSON are checked
+against the schema (errors name the file, the shard member and the key); shards must be plain file
+names resolving to regular files inside the folder; shards are streamed member by member (never
+read whole), member sizes and image sizes are bounded before anything is decoded.
+
+``ShardDataset`` (a ``torch.utils.data.IterableDataset``) is built on first use, so importing this
+module does not import torch; :class:`ShardReader` is the same reader without torch.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import json
 import logging
 import os
+import struct
+import sys
 import tarfile
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import torch
-from torch.utils.data import IterableDataset, get_worker_info
 
 from facexpr.core.errors import ConfigError, InputError
+from facexpr.io._checks import (
+    Problem,
+    check_int,
+    check_list,
+    check_obj,
+    check_str,
+    kind,
+    open_regular,
+    read_json_file,
+)
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "MANIFEST",
+    "MAX_IMAGE_PIXELS",
     "SCHEMA_VERSION",
     "LabelField",
     "Manifest",
     "Sample",
-    "ShardDataset",
+    "ShardDataset",  # noqa: F822 - built on first use by __getattr__
     "ShardInfo",
-    "ShardWriter",
+    "ShardReader",
+    "ShardWriter",  # noqa: F822 - facexpr.io.shard_writer, by __getattr__
     "collate_samples",
     "decode_png",
     "encode_png",
+    "iter_shard",
     "read_manifest",
     "subject_split",
 ]
 
 MANIFEST = "manifest.json"
+PROGRESS = ".progress.json"
 FORMAT = "facexpr-shards"
+PROGRESS_FORMAT = "facexpr-shards-progress"
 SCHEMA_VERSION = 1
 Dtype = Literal["float32", "float64", "int32", "int64", "str"]
 _DTYPES = ("float32", "float64", "int32", "int64", "str")
+
+MAX_IMAGE_PIXELS = 4096 * 4096
+"""Largest image (width x height) a shard may hold; checked in the PNG header before decoding."""
+MAX_PNG_BYTES = 64 << 20
+"""Largest ``.png`` member of a shard, bytes."""
+MAX_JSON_BYTES = 4 << 20
+"""Largest ``.json`` member of a shard, bytes."""
+MAX_LABEL_VALUES = 1 << 20
+"""Most values one label field may hold (product of its shape)."""
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_SHA256_HEX = frozenset("0123456789abcdef")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +131,11 @@ class LabelField:
             raise ConfigError(f"label field '{self.name}': a 'str' field must have shape ()")
         if any(int(d) < 0 for d in self.shape):
             raise ConfigError(f"label field '{self.name}': negative dimension in {self.shape}")
+        if int(np.prod(self.shape, dtype=np.float64)) > MAX_LABEL_VALUES:
+            raise ConfigError(
+                f"label field '{self.name}': shape {self.shape} holds more than "
+                f"{MAX_LABEL_VALUES} values"
+            )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -133,6 +176,14 @@ class ShardInfo:
     n_samples: int
     n_bytes: int
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "sha256": self.sha256,
+            "n_samples": self.n_samples,
+            "n_bytes": self.n_bytes,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class Manifest:
@@ -171,18 +222,48 @@ def encode_png(image: np.ndarray, compression: int = 3) -> bytes:
     return buf.tobytes()
 
 
-def decode_png(data: bytes, where: str = "<bytes>") -> np.ndarray:
-    """Returns the (H, W, 3) uint8 RGB image of PNG bytes; ``where`` names them in errors."""
+def png_size(data: bytes, where: str = "<bytes>") -> tuple[int, int]:
+    """Returns (width, height) in px from a PNG's IHDR header, without decoding the image.
+
+    Raises:
+        InputError: the bytes do not start with a PNG signature and IHDR chunk.
+    """
+    if len(data) < 24 or data[:8] != _PNG_SIGNATURE or data[12:16] != b"IHDR":
+        raise InputError(where, "not a readable PNG image (no PNG signature and IHDR header)")
+    width, height = struct.unpack(">II", data[16:24])
+    return int(width), int(height)
+
+
+def decode_png(
+    data: bytes, where: str = "<bytes>", max_pixels: int = MAX_IMAGE_PIXELS
+) -> np.ndarray:
+    """Returns the (H, W, 3) uint8 RGB image of PNG bytes; ``where`` names them in errors.
+
+    The size in the PNG header is checked against ``max_pixels`` before decoding, so a small file
+    claiming a huge image (a decompression bomb) is refused without allocating it.
+
+    Raises:
+        InputError: not a PNG, an empty or too large image, or undecodable data.
+    """
     import cv2
 
+    width, height = png_size(data, where)
+    if width == 0 or height == 0:
+        raise InputError(where, f"PNG image of {width}x{height} px is empty")
+    if width * height > max_pixels:
+        raise InputError(
+            where,
+            f"PNG image of {width}x{height} px is larger than the {max_pixels}-pixel limit "
+            "(a decompression bomb, or not a face crop); refused before decoding",
+        )
     arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if arr is None:
-        raise InputError(where, "not a readable PNG image")
+    if arr is None or arr.shape[:2] != (height, width):
+        raise InputError(where, "not a readable PNG image (corrupt image data)")
     return np.ascontiguousarray(arr[:, :, ::-1])
 
 
 def _check_key(key: str) -> None:
-    if not key or "." in key or "/" in key:
+    if not key or "." in key or "/" in key or "\\" in key or "\x00" in key:
         raise ConfigError(f"sample key '{key}' must be non-empty without '.' or '/'")
 
 
@@ -200,210 +281,128 @@ def _encode_label(f: LabelField, key: str, value: Any) -> Any:
 
 
 def _decode_label(f: LabelField, value: Any) -> Any:
+    """Returns a label value checked against its field; raises ValueError with the problem."""
     if f.dtype == "str":
-        return str(value)
-    return np.asarray(value, dtype=f.dtype).reshape(f.shape)
-
-
-class ShardWriter:
-    """Writes samples into tar shards of ``samples_per_shard`` and the manifest on close.
-
-    Use as a context manager; the manifest is written only by a clean ``close()``, so a dataset
-    folder with a manifest is complete.
-
-    Args:
-        out_dir: dataset folder (created).
-        samples_per_shard: samples per shard file (the last may hold fewer).
-        schema: the label fields samples may carry.
-        created_by: program name written to the manifest.
-        attributes: JSON-able dataset details written to the manifest.
-        overwrite: replace an existing dataset in ``out_dir``; otherwise that is an error.
-
-    Raises:
-        ConfigError: bad options, or ``out_dir`` already holds a dataset and not ``overwrite``.
-    """
-
-    def __init__(
-        self,
-        out_dir: str | Path,
-        *,
-        samples_per_shard: int,
-        schema: Sequence[LabelField],
-        created_by: str = "facexpr",
-        attributes: Mapping[str, Any] | None = None,
-        overwrite: bool = False,
-    ) -> None:
-        if samples_per_shard < 1:
-            raise ConfigError(f"samples_per_shard must be >= 1, got {samples_per_shard}")
-        names = [f.name for f in schema]
-        if len(set(names)) != len(names):
-            raise ConfigError(f"schema has duplicate field names: {names}")
-        self.out_dir = Path(out_dir)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        existing = [self.out_dir / MANIFEST, *sorted(self.out_dir.glob("shard-*.tar"))]
-        existing = [p for p in existing if p.exists()]
-        if existing and not overwrite:
-            raise ConfigError(
-                f"{self.out_dir}: already holds a dataset ({existing[0].name}); "
-                "pass overwrite=True or use another folder"
-            )
-        for p in existing:
-            p.unlink()
-        self.samples_per_shard = samples_per_shard
-        self.fields = {f.name: f for f in schema}
-        self.created_by = created_by
-        self.attributes = dict(attributes or {})
-        self.splits: dict[str, list[str]] = {}
-        self._shards: list[ShardInfo] = []
-        self._tar: tarfile.TarFile | None = None
-        self._tmp: Path | None = None
-        self._count_in_shard = 0
-        self._keys: set[str] = set()
-        self._closed = False
-
-    def __enter__(self) -> ShardWriter:
-        return self
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
-
-    @property
-    def n_samples(self) -> int:
-        """Samples written so far."""
-        return len(self._keys)
-
-    def set_splits(self, splits: Mapping[str, Collection[str]]) -> None:
-        """Records named subject-exclusive splits (name -> subject ids) in the manifest."""
-        seen: dict[str, str] = {}
-        for name, ids in splits.items():
-            for s in ids:
-                if s in seen and seen[s] != name:
-                    raise ConfigError(f"subject '{s}' is in splits '{seen[s]}' and '{name}'")
-                seen[s] = name
-        self.splits = {k: sorted(v) for k, v in splits.items()}
-
-    def _add(self, tar: tarfile.TarFile, name: str, data: bytes) -> None:
-        info = tarfile.TarInfo(name)
-        info.size = len(data)
-        info.mtime = 0
-        info.mode = 0o644
-        tar.addfile(info, io.BytesIO(data))
-
-    def write(self, sample: Sample) -> None:
-        """Appends one sample.
-
-        Raises:
-            ConfigError: duplicate or bad key, unknown label field, or a label of the wrong shape.
-        """
-        if self._closed:
-            raise ConfigError(f"{self.out_dir}: write() after close()")
-        _check_key(sample.key)
-        if sample.key in self._keys:
-            raise ConfigError(f"{self.out_dir}: duplicate sample key '{sample.key}'")
-        labels: dict[str, Any] = {}
-        for name, value in sample.labels.items():
-            if name not in self.fields:
-                raise ConfigError(
-                    f"sample '{sample.key}': label '{name}' is not in the schema "
-                    f"({', '.join(self.fields)})"
-                )
-            if value is not None:
-                labels[name] = _encode_label(self.fields[name], sample.key, value)
-        png = sample.image if isinstance(sample.image, bytes) else encode_png(sample.image)
-        meta = {
-            "key": sample.key,
-            "source": sample.source,
-            "subject_id": sample.subject_id,
-            "provenance": dict(sample.provenance),
-            "labels": labels,
-        }
-        if self._tar is None:
-            self._tmp = self.out_dir / f"shard-{len(self._shards):06d}.tar.tmp"
-            self._tar = tarfile.open(self._tmp, "w", format=tarfile.USTAR_FORMAT)  # noqa: SIM115
-            self._count_in_shard = 0
-        self._add(self._tar, f"{sample.key}.png", png)
-        self._add(self._tar, f"{sample.key}.json", json.dumps(meta).encode())
-        self._keys.add(sample.key)
-        self._count_in_shard += 1
-        if self._count_in_shard >= self.samples_per_shard:
-            self._finish_shard()
-
-    def _finish_shard(self) -> None:
-        assert self._tar is not None
-        assert self._tmp is not None
-        self._tar.close()
-        final = self._tmp.with_suffix("")  # drop .tmp
-        h = hashlib.sha256()
-        with open(self._tmp, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        os.replace(self._tmp, final)
-        self._shards.append(
-            ShardInfo(final.name, h.hexdigest(), self._count_in_shard, final.stat().st_size)
+        if not isinstance(value, str):
+            raise ValueError(f"label '{f.name}' must be a string, got {kind(value)}")
+        return value
+    if isinstance(value, str | dict | bool):
+        raise ValueError(f"label '{f.name}' must be numbers of shape {f.shape}, got {kind(value)}")
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError, OverflowError) as e:
+        raise ValueError(f"label '{f.name}' is not an array of shape {f.shape} ({e})") from None
+    allowed = "iu" if f.dtype.startswith("int") else "iuf"
+    if arr.dtype.kind not in allowed:
+        what = "integers" if allowed == "iu" else "numbers"
+        raise ValueError(
+            f"label '{f.name}' must hold {what} ({f.dtype}), not {arr.dtype.name} values"
         )
-        self._tar, self._tmp = None, None
+    if arr.shape != f.shape:
+        raise ValueError(f"label '{f.name}' has shape {arr.shape}, the manifest says {f.shape}")
+    if allowed == "iu" and arr.size:
+        info = np.iinfo(f.dtype)
+        if arr.min() < info.min or arr.max() > info.max:
+            raise ValueError(f"label '{f.name}' has values outside the {f.dtype} range")
+    return arr.astype(f.dtype)
 
-    def close(self) -> Manifest:
-        """Finishes the last shard and writes ``manifest.json``; returns the manifest."""
-        if not self._closed:
-            if self._tar is not None:
-                self._finish_shard()
-            data = {
-                "format": FORMAT,
-                "schema_version": SCHEMA_VERSION,
-                "created_by": self.created_by,
-                "n_samples": len(self._keys),
-                "n_shards": len(self._shards),
-                "image": {"file": "png", "mode": "RGB"},
-                "fields": [f.to_json() for f in self.fields.values()],
-                "missing": "a label a sample lacks is absent from its 'labels' (or null), never 0",
-                "shards": [
-                    {
-                        "name": s.name,
-                        "sha256": s.sha256,
-                        "n_samples": s.n_samples,
-                        "n_bytes": s.n_bytes,
-                    }
-                    for s in self._shards
-                ],
-                "splits": self.splits,
-                "attributes": self.attributes,
-            }
-            tmp = self.out_dir / (MANIFEST + ".tmp")
-            tmp.write_text(json.dumps(data, indent=1) + "\n")
-            os.replace(tmp, self.out_dir / MANIFEST)
-            self._closed = True
-            log.info("%s: wrote %d samples in %d shards", self.out_dir, len(self._keys),
-                     len(self._shards))  # fmt: skip
-        return read_manifest(self.out_dir)
 
-    def abort(self) -> None:
-        """Drops the unfinished shard and writes no manifest (the folder stays incomplete)."""
-        if self._tar is not None:
-            self._tar.close()
-            with contextlib.suppress(FileNotFoundError):
-                assert self._tmp is not None
-                self._tmp.unlink()
-            self._tar, self._tmp = None, None
-        self._closed = True
+# --- reading, with a dataset folder treated as untrusted ---------------------------------------
+
+
+def _shard_name_problem(name: str) -> str | None:
+    if (
+        not name
+        or name in (".", "..")
+        or "/" in name
+        or "\\" in name
+        or "\x00" in name
+        or os.path.isabs(name)
+    ):
+        return "must be a plain file name inside the dataset folder (no '/', '..' or absolute path)"
+    return None
+
+
+def _parse_shards(value: Any, key: str = "'shards'") -> tuple[ShardInfo, ...]:
+    out: list[ShardInfo] = []
+    seen: set[str] = set()
+    for i, s in enumerate(check_list(value, key)):
+        where = f"{key}[{i}]"
+        s = check_obj(s, where)
+        for k in ("name", "sha256", "n_samples", "n_bytes"):
+            if k not in s:
+                raise Problem(f"{where} lacks '{k}'")
+        name = check_str(s["name"], f"{where}.name")
+        problem = _shard_name_problem(name)
+        if problem:
+            raise Problem(f"{where}.name {name!r} {problem}")
+        if name in seen:
+            raise Problem(f"{where}.name {name!r} is listed twice")
+        seen.add(name)
+        digest = check_str(s["sha256"], f"{where}.sha256")
+        if len(digest) != 64 or not set(digest) <= _SHA256_HEX:
+            raise Problem(f"{where}.sha256 must be 64 lowercase hex digits")
+        out.append(
+            ShardInfo(
+                name,
+                digest,
+                check_int(s["n_samples"], f"{where}.n_samples"),
+                check_int(s["n_bytes"], f"{where}.n_bytes"),
+            )
+        )
+    return tuple(out)
+
+
+def _parse_fields(value: Any) -> tuple[LabelField, ...]:
+    out: list[LabelField] = []
+    for i, f in enumerate(check_list(value, "'fields'")):
+        where = f"'fields'[{i}]"
+        f = check_obj(f, where)
+        for k in ("name", "shape", "dtype"):
+            if k not in f:
+                raise Problem(f"{where} lacks '{k}'")
+        name = check_str(f["name"], f"{where}.name")
+        shape = tuple(
+            check_int(d, f"{where}.shape[{j}]")
+            for j, d in enumerate(check_list(f["shape"], f"{where}.shape"))
+        )
+        if len(shape) > 8:
+            raise Problem(f"{where}.shape has {len(shape)} dimensions (at most 8)")
+        dtype = check_str(f["dtype"], f"{where}.dtype")
+        description = check_str(f.get("description", ""), f"{where}.description")
+        try:
+            out.append(LabelField(name, shape, dtype, description))  # type: ignore[arg-type]
+        except ConfigError as e:
+            raise Problem(f"{where}: {e}") from None
+    names = [f.name for f in out]
+    if len(set(names)) != len(names):
+        raise Problem(f"'fields' has duplicate names: {names}")
+    return tuple(out)
+
+
+def _parse_splits(value: Any) -> dict[str, tuple[str, ...]]:
+    if not isinstance(value, dict):
+        raise Problem(
+            f"'splits' must be an object (split name -> list of subject ids), got {kind(value)}"
+        )
+    out: dict[str, tuple[str, ...]] = {}
+    for name, ids in value.items():
+        ids = check_list(ids, f"'splits'.{name}")
+        out[name] = tuple(check_str(s, f"'splits'.{name}[{j}]") for j, s in enumerate(ids))
+    return out
 
 
 def read_manifest(dataset_dir: str | Path) -> Manifest:
-    """Returns the manifest of a dataset folder.
+    """Returns the manifest of a dataset folder, checked against the schema.
 
     Raises:
-        InputError: the manifest is missing, not JSON, of another format or version, or lacks keys.
+        InputError: the manifest is missing, not a regular file, too large, not JSON, of another
+            format or version, or an entry is missing or of the wrong type (the message names it).
     """
     path = Path(dataset_dir) / MANIFEST
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise InputError(path, "missing: not a facexpr dataset, or its build did not finish")
-    try:
-        data = json.loads(path.read_text("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InputError(path, f"corrupt manifest, not valid JSON ({e})") from e
+    data = read_json_file(path, "manifest")
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise InputError(path, f"not a facexpr dataset manifest (format is not '{FORMAT}')")
     if data.get("schema_version") != SCHEMA_VERSION:
@@ -413,96 +412,235 @@ def read_manifest(dataset_dir: str | Path) -> Manifest:
             f"(this facexpr reads {SCHEMA_VERSION})",
         )
     try:
-        shards = tuple(
-            ShardInfo(s["name"], s["sha256"], int(s["n_samples"]), int(s["n_bytes"]))
-            for s in data["shards"]
-        )
-        fields = tuple(
-            LabelField(f["name"], tuple(f["shape"]), f["dtype"], f.get("description", ""))
-            for f in data["fields"]
-        )
+        for k in ("created_by", "n_samples", "shards", "fields"):
+            if k not in data:
+                raise Problem(f"lacks '{k}'")
+        shards = _parse_shards(data["shards"])
+        n_samples = check_int(data["n_samples"], "'n_samples'")
+        if n_samples != sum(s.n_samples for s in shards):
+            raise Problem(
+                f"'n_samples' is {n_samples} but the shards hold {sum(s.n_samples for s in shards)}"
+            )
+        if "n_shards" in data and check_int(data["n_shards"], "'n_shards'") != len(shards):
+            raise Problem(f"'n_shards' is {data['n_shards']} but {len(shards)} shards are listed")
         return Manifest(
             path=path,
-            schema_version=int(data["schema_version"]),
-            created_by=str(data["created_by"]),
-            n_samples=int(data["n_samples"]),
+            schema_version=SCHEMA_VERSION,
+            created_by=check_str(data["created_by"], "'created_by'"),
+            n_samples=n_samples,
             shards=shards,
-            fields=fields,
-            splits={k: tuple(v) for k, v in data.get("splits", {}).items()},
-            attributes=dict(data.get("attributes", {})),
+            fields=_parse_fields(data["fields"]),
+            splits=_parse_splits(data.get("splits", {})),
+            attributes=check_obj(data.get("attributes", {}), "'attributes'"),
         )
-    except (KeyError, TypeError, ValueError, ConfigError) as e:
-        raise InputError(path, f"corrupt manifest, bad or missing entry ({e!r})") from e
+    except Problem as e:
+        raise InputError(path, f"corrupt manifest, bad or missing entry: {e}") from None
 
 
-def _read_shard(path: Path, info: ShardInfo, verify: bool) -> bytes:
-    if not path.is_file():
-        raise InputError(path, "shard listed in the manifest is missing")
-    data = path.read_bytes()
-    if verify:
-        digest = hashlib.sha256(data).hexdigest()
-        if digest != info.sha256:
+def shard_path(dataset_dir: str | Path, info: ShardInfo) -> Path:
+    """Returns the path of a manifest's shard, confined to the dataset folder.
+
+    Raises:
+        InputError: the name is not a plain file name, or it resolves (through a symbolic link)
+            to a file outside the dataset folder.
+    """
+    folder = Path(dataset_dir)
+    path = folder / info.name
+    problem = _shard_name_problem(info.name)
+    if problem:
+        raise InputError(folder / MANIFEST, f"shard name {info.name!r} {problem}")
+    try:
+        root = folder.resolve()
+        real = path.resolve()
+    except (OSError, RuntimeError) as e:  # a link loop (RuntimeError before Python 3.13)
+        raise InputError(path, f"cannot be resolved ({e}); never read") from None
+    if real.parent != root:
+        raise InputError(
+            path,
+            "is a symbolic link to a file outside the dataset folder; shards must be inside it "
+            "(never read)",
+        )
+    return real
+
+
+def _open_shard(dataset_dir: Path, info: ShardInfo, verify: bool) -> IO[bytes]:
+    """Opens a confined shard; with ``verify``, checks its size and sha256 first."""
+    path = shard_path(dataset_dir, info)
+    shown = dataset_dir / info.name
+    if not os.path.lexists(path):
+        raise InputError(shown, "shard listed in the manifest is missing")
+    fh = open_regular(path, "shard", follow=False)
+    try:
+        if verify:
+            size = os.fstat(fh.fileno()).st_size
+            if size != info.n_bytes:
+                raise InputError(
+                    shown,
+                    f"has {size} bytes, the manifest says {info.n_bytes} (truncated or changed)",
+                )
+            h = hashlib.sha256()
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+            if h.hexdigest() != info.sha256:
+                raise InputError(
+                    shown,
+                    f"sha256 mismatch: file has {h.hexdigest()}, manifest says {info.sha256} "
+                    "(corrupt)",
+                )
+            fh.seek(0)
+    except BaseException:
+        fh.close()
+        raise
+    return fh
+
+
+def _iter_groups(path: Path, fh: IO[bytes]) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """Yields (key, {'png': bytes, 'json': bytes}) per sample, streaming the tar member by member.
+
+    Members of one sample must be consecutive (WebDataset's rule); members with other extensions
+    are skipped unread; sizes are checked before reading.
+    """
+    try:
+        tar = tarfile.open(fileobj=fh, mode="r|")  # noqa: SIM115
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise InputError(path, f"corrupt shard, not a readable tar ({e})") from e
+    limits = {"png": MAX_PNG_BYTES, "json": MAX_JSON_BYTES}
+    key: str | None = None
+    parts: dict[str, bytes] = {}
+    done: set[str] = set()
+    members = iter(tar)
+    while True:
+        try:
+            m = next(members)
+        except StopIteration:
+            break
+        except (tarfile.TarError, OSError, EOFError, UnicodeError) as e:
+            raise InputError(path, f"corrupt shard, not a readable tar ({e})") from e
+        if not m.isfile():
+            continue
+        k, dot, ext = m.name.partition(".")
+        if not dot or not k or "/" in k or "\\" in k:
+            raise InputError(path, f"member {m.name!r} is not named KEY.EXT with a plain key")
+        if k != key:
+            if key is not None:
+                yield key, parts
+                done.add(key)
+            if k in done:
+                raise InputError(path, f"sample '{k}': its members are not next to each other")
+            key, parts = k, {}
+        if ext not in limits:
+            continue
+        if m.size > limits[ext]:
             raise InputError(
-                path, f"sha256 mismatch: file has {digest}, manifest says {info.sha256} (corrupt)"
+                f"{path}:{m.name}",
+                f"member of {m.size} bytes is larger than the {limits[ext]}-byte limit of a "
+                f".{ext} member; refused",
             )
-    return data
+        if ext in parts:
+            raise InputError(path, f"sample '{k}' has two .{ext} members")
+        try:
+            f = tar.extractfile(m)
+            parts[ext] = f.read() if f is not None else b""
+        except (tarfile.TarError, OSError, EOFError) as e:
+            raise InputError(f"{path}:{m.name}", f"unreadable member ({e})") from e
+    if key is not None:
+        yield key, parts
+
+
+def _parse_meta(path: Path, key: str, parts: dict[str, bytes]) -> dict[str, Any]:
+    if "png" not in parts or "json" not in parts:
+        raise InputError(path, f"sample '{key}' lacks its .png or .json member")
+    where = f"{path}:{key}.json"
+    try:
+        meta = json.loads(parts["json"])
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(where, f"sample '{key}': corrupt JSON ({e})") from e
+    except RecursionError:
+        raise InputError(where, f"sample '{key}': corrupt JSON (nested too deeply)") from None
+    if not isinstance(meta, dict):
+        raise InputError(where, f"sample '{key}': must be a JSON object, got {kind(meta)}")
+    if "key" in meta and meta["key"] != key:
+        raise InputError(where, f"sample '{key}': its JSON says key {meta['key']!r}")
+    for k in ("source", "subject_id"):
+        if not isinstance(meta.get(k, ""), str):
+            raise InputError(where, f"sample '{key}': '{k}' must be a string, got {kind(meta[k])}")
+    for k in ("provenance", "labels"):
+        if meta.get(k) is None:
+            meta[k] = {}
+        if not isinstance(meta[k], dict):
+            raise InputError(where, f"sample '{key}': '{k}' must be an object, got {kind(meta[k])}")
+    return meta
+
+
+def _make_sample(
+    path: Path, key: str, parts: dict[str, bytes], by_name: Mapping[str, LabelField]
+) -> Sample:
+    meta = _parse_meta(path, key, parts)
+    labels = {}
+    for name, value in meta["labels"].items():
+        if value is None:
+            continue
+        if name not in by_name:
+            raise InputError(
+                f"{path}:{key}.json", f"sample '{key}': label '{name}' is not in the manifest"
+            )
+        try:
+            labels[name] = _decode_label(by_name[name], value)
+        except ValueError as e:
+            raise InputError(f"{path}:{key}.json", f"sample '{key}': {e}") from None
+    return Sample(
+        key=key,
+        image=decode_png(parts["png"], f"{path}:{key}.png"),
+        labels=labels,
+        source=meta.get("source", ""),
+        subject_id=meta.get("subject_id", ""),
+        provenance=meta["provenance"],
+    )
 
 
 def iter_shard(
-    path: str | Path, fields: Sequence[LabelField], data: bytes | None = None
+    path: str | Path, fields: Sequence[LabelField], *, fileobj: IO[bytes] | None = None
 ) -> Iterator[Sample]:
-    """Yields the decoded samples of one shard file in stored order.
+    """Yields the decoded samples of one shard file in stored order, streaming it.
+
+    Args:
+        path: the shard (named in errors; opened when ``fileobj`` is not given).
+        fields: the label fields of the dataset.
+        fileobj: an open binary file of the shard, read from its current position.
 
     Raises:
-        InputError: the tar is unreadable, or a sample lacks its .png or .json.
+        InputError: the tar is unreadable, a member is too large or misnamed, a sample lacks its
+            .png or .json, its JSON does not match the schema, or its image is not a PNG within
+            :data:`MAX_IMAGE_PIXELS`.
     """
     path = Path(path)
     by_name = {f.name: f for f in fields}
-    raw = path.read_bytes() if data is None else data
-    try:
-        tar = tarfile.open(fileobj=io.BytesIO(raw), mode="r:")  # noqa: SIM115
-        members = tar.getmembers()
-    except (tarfile.TarError, OSError) as e:
-        raise InputError(path, f"corrupt shard, not a readable tar ({e})") from e
-    groups: dict[str, dict[str, bytes]] = {}
-    for m in members:
-        if not m.isfile():
-            continue
-        key, _, ext = m.name.partition(".")
-        f = tar.extractfile(m)
-        assert f is not None
-        groups.setdefault(key, {})[ext] = f.read()
-    for key, parts in groups.items():
-        if "png" not in parts or "json" not in parts:
-            raise InputError(path, f"sample '{key}' lacks its .png or .json member")
-        try:
-            meta = json.loads(parts["json"])
-        except json.JSONDecodeError as e:
-            raise InputError(path, f"sample '{key}': corrupt JSON ({e})") from e
-        labels = {}
-        for name, value in meta.get("labels", {}).items():
-            if value is None:
-                continue
-            if name not in by_name:
-                raise InputError(path, f"sample '{key}': label '{name}' is not in the manifest")
-            labels[name] = _decode_label(by_name[name], value)
-        yield Sample(
-            key=key,
-            image=decode_png(parts["png"], f"{path}:{key}.png"),
-            labels=labels,
-            source=meta.get("source", ""),
-            subject_id=meta.get("subject_id", ""),
-            provenance=meta.get("provenance", {}),
-        )
+    if fileobj is None:
+        with open_regular(path, "shard") as fh:
+            for key, parts in _iter_groups(path, fh):
+                yield _make_sample(path, key, parts, by_name)
+        return
+    for key, parts in _iter_groups(path, fileobj):
+        yield _make_sample(path, key, parts, by_name)
 
 
-class ShardDataset(IterableDataset):
+def _worker() -> tuple[int, int]:
+    """Returns (number of DataLoader workers, this worker's id); (1, 0) outside a worker."""
+    data = sys.modules.get("torch.utils.data")  # a worker has imported torch; never import it here
+    wi = data.get_worker_info() if data is not None else None
+    return (1, 0) if wi is None else (wi.num_workers, wi.id)
+
+
+class ShardReader:
     """Streams a dataset's samples, shuffled across shards, split across workers and ranks.
 
     Each epoch, the shard order is shuffled with ``(seed, epoch)``; shards are dealt to the
     ``world_size * num_workers`` readers round-robin (rank-major), and each reader shuffles its
     samples through a buffer of ``shuffle_buffer``. Over one epoch, every sample of the selected
     subjects is yielded exactly once by exactly one reader. Call :meth:`set_epoch` per epoch.
+
+    :class:`ShardDataset` is this reader as a ``torch.utils.data.IterableDataset`` (for a
+    ``DataLoader``); this class itself needs no torch.
 
     Args:
         dataset_dir: folder with ``manifest.json``.
@@ -512,7 +650,7 @@ class ShardDataset(IterableDataset):
         subjects: alternatively, the subject ids to keep.
         rank: this process's rank in distributed training.
         world_size: number of ranks.
-        verify: check each shard's sha256 against the manifest when it is read.
+        verify: check each shard's size and sha256 against the manifest before reading it.
         on_error: 'raise' on a missing or corrupt shard, or 'skip' it with a warning (counted
             in ``n_skipped`` of the reading process), as WebDataset's ``handler=``.
 
@@ -520,7 +658,8 @@ class ShardDataset(IterableDataset):
         :class:`Sample` with ``image`` decoded to (H, W, 3) uint8 RGB.
 
     Raises:
-        InputError: missing or corrupt manifest or shard (named), sha256 mismatch.
+        InputError: missing or corrupt manifest or shard (named), a shard outside the folder,
+            sha256 mismatch, a sample that does not match the schema (shard, member and key named).
         ConfigError: unknown split name, bad rank/world_size.
     """
 
@@ -576,8 +715,7 @@ class ShardDataset(IterableDataset):
         if self.shuffle_buffer > 1:
             rng = np.random.default_rng([self.seed, self.epoch])
             shards = [shards[i] for i in rng.permutation(len(shards))]
-        wi = get_worker_info()
-        n_workers, worker = (1, 0) if wi is None else (wi.num_workers, wi.id)
+        n_workers, worker = _worker()
         reader = self.rank * n_workers + worker
         n_readers = self.world_size * n_workers
         if len(shards) < n_readers:
@@ -587,19 +725,21 @@ class ShardDataset(IterableDataset):
             )  # fmt: skip
         return shards[reader::n_readers]
 
+    def _shard_samples(self, info: ShardInfo) -> Iterator[Sample]:
+        shown = self.dir / info.name
+        with _open_shard(self.dir, info, self.verify) as fh:
+            n = 0
+            for sample in iter_shard(shown, self.manifest.fields, fileobj=fh):
+                n += 1
+                yield sample
+        if n != info.n_samples:
+            raise InputError(shown, f"holds {n} samples, the manifest says {info.n_samples}")
+
     def _samples(self) -> Iterator[Sample]:
         """Yields this reader's samples in shard order, applying the ``on_error`` policy."""
         for info in self._my_shards():
-            path = self.dir / info.name
             try:
-                data = _read_shard(path, info, self.verify)
-                it = iter_shard(path, self.manifest.fields, data)
-                while True:
-                    try:
-                        sample = next(it)
-                    except StopIteration:
-                        break
-                    yield sample
+                yield from self._shard_samples(info)
             except InputError as e:
                 if self.on_error == "raise":
                     raise
@@ -607,8 +747,7 @@ class ShardDataset(IterableDataset):
                 log.warning("skipping the rest of a shard: %s", e)
 
     def __iter__(self) -> Iterator[Sample]:
-        wi = get_worker_info()
-        worker = 0 if wi is None else wi.id
+        _, worker = _worker()
         rng = np.random.default_rng([self.seed, self.epoch, self.rank, worker, 1])
         buffer: list[Sample] = []
         for sample in self._samples():
@@ -628,6 +767,34 @@ class ShardDataset(IterableDataset):
             yield buffer[j]
 
 
+def _torch_dataset() -> type:
+    from torch.utils.data import IterableDataset
+
+    class ShardDataset(ShardReader, IterableDataset):
+        __doc__ = (ShardReader.__doc__ or "").replace(
+            ":class:`ShardDataset` is this reader as a", "This is :class:`ShardReader` as a"
+        )
+
+    ShardDataset.__module__ = __name__
+    ShardDataset.__qualname__ = "ShardDataset"
+    return ShardDataset
+
+
+def __getattr__(name: str) -> Any:
+    # ShardDataset subclasses torch's IterableDataset: build it on first use, so that importing
+    # facexpr.io.shards (analyze, dataset info) never imports torch. ShardWriter lives in
+    # facexpr.io.shard_writer (which imports this module).
+    if name == "ShardDataset":
+        cls = _torch_dataset()
+        globals()[name] = cls
+        return cls
+    if name == "ShardWriter":
+        from facexpr.io.shard_writer import ShardWriter
+
+        return ShardWriter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def collate_samples(
     batch: Sequence[Sample], fields: Sequence[LabelField]
 ) -> dict[str, torch.Tensor | list[Any]]:
@@ -643,6 +810,8 @@ def collate_samples(
         present; per 'str' field a list with ``None`` where missing; ``key``, ``subject_id``:
         lists of str.
     """
+    import torch
+
     images = np.stack([np.asarray(s.image) for s in batch])
     out: dict[str, torch.Tensor | list[Any]] = {
         "image": torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(),

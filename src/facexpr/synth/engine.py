@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 
 from facexpr.avatars.facs import AU_NAMES, arkit_to_au
-from facexpr.avatars.fitting import correspondence
 from facexpr.core.errors import ConfigError
 from facexpr.faces.align import align_face
-from facexpr.io.shards import LabelField, Manifest, Sample, ShardWriter, encode_png, subject_split
+from facexpr.io.shard_writer import ShardWriter
+from facexpr.io.shards import LabelField, Manifest, Sample, encode_png, subject_split
 from facexpr.synth.compose import BackgroundKind, draw_background, list_photos
 from facexpr.synth.expressions import EMOTION_LABELS, ExpressionSampler, ExpressionSamplerOptions
 
@@ -296,6 +296,8 @@ def _crop_pose(pose: tuple[float, float, float], m: np.ndarray) -> np.ndarray:
 
 def _align(rig: Any, result: Any, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Returns the crop, its 68 landmarks (px in the crop) and the (2, 3) image -> crop matrix."""
+    from facexpr.avatars.fitting import correspondence  # imports torch: only when rendering
+
     ids = np.asarray(correspondence()["ibug68"])
     if rig.n_vertices > ids.max() and rig.landmark_vertices is not None:  # ICT topology
         src = result.project(ids).astype(np.float64)
@@ -354,11 +356,14 @@ def _work(index: int) -> tuple[int, bytes, dict[str, Any], str, dict[str, Any]]:
         s.provenance  # fmt: skip
 
 
-def _results(options: SynthOptions) -> Iterator[tuple[int, bytes, dict, str, dict]]:
+def _results(options: SynthOptions, start: int = 0) -> Iterator[tuple[int, bytes, dict, str, dict]]:
+    """Yields the encoded samples ``start .. n-1`` in order."""
+    if start >= options.n:
+        return
     if options.workers == 1:
         _worker_init(options)
         try:
-            for i in range(options.n):
+            for i in range(start, options.n):
                 yield _work(i)
         finally:
             _close_scene()
@@ -376,8 +381,8 @@ def _results(options: SynthOptions) -> Iterator[tuple[int, bytes, dict, str, dic
             else:
                 os.environ[k] = v
     with pool:
-        chunk = max(1, min(16, options.n // (4 * options.workers)))
-        yield from pool.imap(_work, range(options.n), chunksize=chunk)
+        chunk = max(1, min(16, (options.n - start) // (4 * options.workers)))
+        yield from pool.imap(_work, range(start, options.n), chunksize=chunk)
 
 
 def _close_scene() -> None:
@@ -388,7 +393,12 @@ def _close_scene() -> None:
 
 
 def generate(
-    options: SynthOptions, out_dir: str | Path, *, progress: bool = False, overwrite: bool = False
+    options: SynthOptions,
+    out_dir: str | Path,
+    *,
+    progress: bool = False,
+    overwrite: bool = False,
+    resume: bool = False,
 ) -> Manifest:
     """Renders a synthetic dataset into ``out_dir`` as facexpr shards; returns its manifest.
 
@@ -401,16 +411,21 @@ def generate(
         out_dir: dataset folder (created).
         progress: show a tqdm bar on stderr.
         overwrite: replace a dataset already in ``out_dir``.
+        resume: continue an interrupted run into ``out_dir`` with the same options: its finished
+            shards are verified (sha256) and kept, and rendering continues after them. Every
+            sample depends only on (seed, index), so the result is byte-identical to an
+            uninterrupted run. A finished dataset with the same options is kept as it is.
 
     Raises:
-        ConfigError: ``out_dir`` holds a dataset and not ``overwrite``.
+        ConfigError: ``out_dir`` holds a dataset and neither ``overwrite`` nor ``resume``, or
+            ``resume`` with options other than those of the dataset there.
+        InputError: another run is writing into ``out_dir``.
         MissingDependencyError: the renderer's packages are missing.
     """
     opts = asdict(options)
     opts["expressions"] = asdict(options.expressions)
     del opts["workers"]  # does not change the data; the manifest must not depend on it
     identities = _identity_list(options)
-    subjects: list[str] = []
     writer = ShardWriter(
         out_dir,
         samples_per_shard=options.samples_per_shard,
@@ -423,13 +438,18 @@ def generate(
             "identities": [_subject_id(n, k) for n, k in identities],
         },
         overwrite=overwrite,
+        resume=resume,
     )
-    it: Any = _results(options)
-    if progress:
-        from tqdm import tqdm
-
-        it = tqdm(it, total=options.n, desc="synth", unit="face")
     with writer:
+        subjects = list(writer.resumed_subjects)
+        start = writer.n_samples
+        if start:
+            log.info("%s: %d of %d faces already rendered; resuming", out_dir, start, options.n)
+        it: Any = _results(options, start)
+        if progress:
+            from tqdm import tqdm
+
+            it = tqdm(it, total=options.n, initial=start, desc="synth", unit="face")
         for index, png, labels, subject_id, prov in it:
             writer.write(
                 Sample(f"{index:09d}", png, labels, f"synth:{prov['avatar']}", subject_id, prov)

@@ -427,3 +427,20 @@ def test_upstream_non_numeric(tmp_path: Path) -> None:
     fer.write_text("\n".join(lines) + "\n")
     with pytest.raises(InputError, match=r"fer2013\.csv: row 5: non-numeric value"):
         FerPlusUpstream(fer, new, "Test")[0]
+
+
+def test_packed_image_size_is_bounded_before_decoding(
+    packed: tuple[Path, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import facexpr.io.shards
+
+    root, images = packed
+    data = FerPlus(root, "Test")
+    np.testing.assert_array_equal(data[0].image, images[0])
+    monkeypatch.setattr(facexpr.io.shards, "MAX_IMAGE_PIXELS", 48 * 48 - 1)
+    with pytest.raises(InputError, match=r"Test image 0: 48x48 px is larger than the 2303-pixel"):
+        data[0]
+    monkeypatch.setattr(facexpr.io.shards, "MAX_IMAGE_PIXELS", 48 * 48)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # Pillow's own bomb check, 2x over it
+    with pytest.raises(InputError, match=r"Test image 0: undecodable WebP \(Image size"):
+        data[0]

@@ -279,11 +279,22 @@ class FerPlus(_Reader):
         """Returns image ``i`` as (48, 48) uint8 greyscale."""
         from PIL import Image
 
+        from facexpr.io.shards import MAX_IMAGE_PIXELS
+
         j = self._index(i)
         a, b = int(self._offsets[j]), int(self._offsets[j + 1])
         try:
-            img = Image.open(io.BytesIO(self._data[a:b].tobytes())).convert("L")
-        except OSError as e:
+            img = Image.open(io.BytesIO(self._data[a:b].tobytes()))
+            # Check the header's size before decoding: a small file can claim a huge image.
+            if img.width * img.height > MAX_IMAGE_PIXELS:
+                raise InputError(
+                    self.root,
+                    f"{self.split} image {j}: {img.width}x{img.height} px is larger than the "
+                    f"{MAX_IMAGE_PIXELS}-pixel limit (a decompression bomb?); refused before "
+                    "decoding",
+                )
+            img = img.convert("L")
+        except (OSError, Image.DecompressionBombError) as e:
             raise InputError(self.root, f"{self.split} image {j}: undecodable WebP ({e})") from e
         return np.asarray(img, dtype=np.uint8)
 
@@ -421,7 +432,8 @@ def to_shards(
         overwrite: replace an existing dataset in ``out_dir``.
         progress: show a tqdm bar on stderr.
     """
-    from facexpr.io.shards import LabelField, Sample, ShardWriter
+    from facexpr.io.shard_writer import ShardWriter
+    from facexpr.io.shards import LabelField, Sample
 
     if samples_per_shard < 1:
         raise ConfigError(f"samples_per_shard must be >= 1, got {samples_per_shard}")
