@@ -154,3 +154,21 @@ def test_from_arkit_and_with_look():
     dark = av.with_look(skin=(0.3, 0.2, 0.1))
     assert dark.look.skin == (0.3, 0.2, 0.1)
     assert av.look.skin != dark.look.skin
+
+
+def test_avatar_from_gltf_loads_now_and_registers_nothing(tmp_path):
+    from facexpr.avatars.avatar import avatar_from_gltf
+    from facexpr.avatars.rig import Rig
+    from facexpr.core.errors import InputError
+
+    rng = np.random.default_rng(0)
+    tiny = Rig(neutral=rng.normal(size=(3, 3)), faces=[[0, 1, 2]], channel_names=("jawOpen",),
+               deltas=rng.normal(size=(1, 3, 3)))  # fmt: skip
+    path = save_gltf(tiny, tmp_path / "t.glb")
+    before = list_avatars()
+    a, b = avatar_from_gltf(path), avatar_from_gltf(path)  # twice: no "already registered"
+    assert list_avatars() == before
+    assert a.name == f"file:{path.resolve()}"
+    np.testing.assert_array_equal(a.rig.neutral, b.rig.neutral)
+    with pytest.raises(InputError, match="glTF file not found"):
+        avatar_from_gltf(tmp_path / "missing.glb")

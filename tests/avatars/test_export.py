@@ -222,3 +222,53 @@ def test_gltf_animation_bad_fps(tmp_path: Path, weights: np.ndarray) -> None:
 def test_json_bad_fps(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="write_json: fps must be > 0"):
         write_json(tmp_path / "x.json", np.zeros((2, 52)), fps=-1)
+
+
+def test_live_link_reader_names_bad_cells(tmp_path: Path, weights: np.ndarray) -> None:
+    p = write_live_link_csv(tmp_path / "t.csv", weights, fps=30)
+    rows = list(csv.reader(p.open()))
+    rows[3][rows[0].index("JawOpen")] = "open"
+    with p.open("w", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+    with pytest.raises(InputError, match=r"t\.csv: row 3, column 'JawOpen': 'open' is not a"):
+        read_live_link_csv(p)
+    rows[3] = rows[3][:10]  # a short row
+    with p.open("w", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+    with pytest.raises(InputError, match=r"row 3, column '\w+': '' is not a finite number"):
+        read_live_link_csv(p)
+
+
+def test_gltf_animation_of_a_custom_rig_maps_arkit_once(tmp_path: Path, caplog) -> None:
+    import pygltflib
+
+    from facexpr.avatars.export import write_gltf_animation
+    from facexpr.avatars.rig import Rig
+
+    rng = np.random.default_rng(0)
+    names = ("jawOpen", "BS_eyeBlinkLeft", "ears", "mouthSmile_R", "browInnerUp", "x", "y")
+    rig = Rig(neutral=rng.normal(size=(3, 3)), faces=[[0, 1, 2]], channel_names=names,
+              deltas=rng.normal(size=(7, 3, 3)))  # fmt: skip
+    arkit = rng.uniform(0, 1, (5, 52)).astype(np.float32)
+    p = write_gltf_animation(tmp_path / "a.glb", rig, arkit, fps=10)
+    g = pygltflib.GLTF2().load(str(p))
+    acc = g.accessors[g.animations[0].samplers[0].output]
+    view = g.bufferViews[acc.bufferView]
+    w = np.frombuffer(g.binary_blob(), np.float32, acc.count, view.byteOffset).reshape(5, 7)
+    for c, arkit_name in [(0, "jawOpen"), (1, "eyeBlinkLeft"), (3, "mouthSmileRight")]:
+        np.testing.assert_allclose(w[:, c], arkit[:, ARKIT_NAMES.index(arkit_name)], atol=1e-6)
+    assert np.abs(w[:, [2, 5, 6]]).max() == 0.0
+    still = Rig(neutral=rig.neutral, faces=rig.faces, channel_names=("a", "b"),
+                deltas=np.zeros((2, 3, 3)))  # fmt: skip
+    with caplog.at_level("WARNING"):
+        write_gltf_animation(tmp_path / "b.glb", still, arkit, fps=10)
+    assert "none of the rig's 2 channels has an ARKit name" in caplog.text
+
+
+def test_writers_name_an_unwritable_path(tmp_path: Path, weights: np.ndarray) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputError, match=r"file/t\.json: cannot write"):
+        write_json(tmp_path / "file" / "t.json", weights)
+    with pytest.raises(InputError, match=r"file/t\.csv: cannot write"):
+        write_live_link_csv(tmp_path / "file" / "t.csv", weights)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]

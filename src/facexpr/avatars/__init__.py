@@ -7,6 +7,7 @@ moderngl only when a :class:`~facexpr.avatars.render.Renderer` is made.
 from facexpr.avatars.avatar import (
     Avatar,
     Look,
+    avatar_from_gltf,
     get_avatar,
     list_avatars,
     register_avatar,
@@ -20,6 +21,7 @@ __all__ = [
     "Avatar",
     "Look",
     "Rig",
+    "avatar_from_gltf",
     "get_avatar",
     "list_avatars",
     "load_gltf",

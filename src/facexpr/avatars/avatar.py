@@ -29,6 +29,7 @@ __all__ = [
     "DEFAULT_COLORS",
     "Avatar",
     "Look",
+    "avatar_from_gltf",
     "get_avatar",
     "list_avatars",
     "register_avatar",
@@ -307,16 +308,28 @@ def unregister_avatar(name: str) -> None:
         _built.pop(name, None)
 
 
+def avatar_from_gltf(path: str | Path, name: str | None = None, look: Look | None = None) -> Avatar:
+    """Returns the avatar of a glTF/GLB file with morph targets, without registering it.
+
+    Args:
+        path: the .glb or .gltf file (read as untrusted, see :func:`facexpr.avatars.load_gltf`).
+        name: avatar name (default ``file:<real path>``).
+        look: shading (default: no lip tint, as the rig's topology is unknown).
+
+    Raises:
+        InputError: the file cannot be read as a rig.
+    """
+    from facexpr.avatars.gltf import load_gltf
+
+    path = Path(path)
+    rig = load_gltf(path)
+    return Avatar(name or f"file:{path.resolve()}", rig, look=look or Look(lips=None))
+
+
 def register_gltf_avatar(name: str, path: str | Path, look: Look | None = None) -> None:
     """Registers a glTF/GLB file with morph targets as avatar ``name`` (loaded on first use)."""
     path = Path(path)
-
-    def build() -> Avatar:
-        from facexpr.avatars.gltf import load_gltf
-
-        return Avatar(name, load_gltf(path), look=look or Look(lips=None))
-
-    register_avatar(build, name)
+    register_avatar(lambda: avatar_from_gltf(path, name, look), name)
 
 
 def list_avatars(pattern: str = "*") -> list[str]:

@@ -7,19 +7,20 @@ with the matrices of :mod:`facexpr.core.arkit`.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
 import math
-import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from facexpr.core.arkit import ARKIT_NAMES, ICT_CHANNELS, arkit_to_ict_matrix, ict_to_arkit_matrix
 from facexpr.core.errors import ConfigError, InputError
+from facexpr.io._files import atomic_write
 
 if TYPE_CHECKING:
     from facexpr.avatars.avatar import Avatar
@@ -104,9 +105,15 @@ def live_link_timecode(t: float, fps: float) -> str:
     return f"{h:02d}:{m:02d}:{s:02d}:{ff:02d}.{sub:03d}"
 
 
-def _atomic_path(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.with_name(path.name + ".partial")
+@contextlib.contextmanager
+def _writing(path: Path) -> Iterator[IO[str]]:
+    """Opens ``path`` for writing text atomically (a unique temp file renamed on success)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path, "w", encoding="utf-8", newline="") as fh:
+            yield fh
+    except OSError as e:
+        raise InputError(path, f"cannot write ({e.strerror or e})") from None
 
 
 def write_live_link_csv(
@@ -146,15 +153,13 @@ def write_live_link_csv(
         rad = np.deg2rad(hp)
         rot[:, 0], rot[:, 1], rot[:, 2] = rad[:, 1], rad[:, 0], rad[:, 2]
     path = Path(path)
-    tmp = _atomic_path(path)
-    with open(tmp, "w", newline="") as fh:
+    with _writing(path) as fh:
         out = csv.writer(fh)
         out.writerow(LIVE_LINK_COLUMNS)
         n_values = len(LIVE_LINK_SHAPES) + len(LIVE_LINK_ROTATIONS)
         for i in range(len(w)):
             values = [f"{v:.6f}" for v in w[i, _LL_TO_ARKIT]] + [f"{v:.6f}" for v in rot[i]]
             out.writerow([live_link_timecode(start_time + i / fps, fps), n_values, *values])
-    os.replace(tmp, path)
     return path
 
 
@@ -162,13 +167,17 @@ def read_live_link_csv(path: str | Path) -> np.ndarray:
     """Returns the (T, 52) float32 ARKit weights of a Live Link Face CSV.
 
     Raises:
-        InputError: the file is missing or lacks a Live Link Face header.
+        InputError: the file is missing, lacks a Live Link Face header or holds a value that is
+            not a finite number (the message names the row and column).
     """
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "file not found")
-    with open(path, newline="") as fh:
-        rows = list(csv.reader(fh))
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = list(csv.reader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise InputError(path, f"cannot read as CSV ({e})") from None
     if not rows or rows[0][:2] != ["Timecode", "BlendShapeCount"]:
         raise InputError(
             path, "not a Live Link Face CSV (header must start Timecode,BlendShapeCount)"
@@ -178,7 +187,19 @@ def read_live_link_csv(path: str | Path) -> np.ndarray:
     if missing:
         raise InputError(path, f"Live Link Face CSV lacks columns {missing[:3]}...")
     cols = [header[n.lower()] for n in ARKIT_NAMES]
-    return np.array([[float(r[c]) for c in cols] for r in rows[1:]], np.float32).reshape(-1, 52)
+    out = np.zeros((len(rows) - 1, len(cols)), np.float32)
+    for i, r in enumerate(rows[1:]):
+        for j, c in enumerate(cols):
+            cell = r[c] if c < len(r) else ""
+            try:
+                out[i, j] = v = float(cell)
+            except ValueError:
+                v = None
+            if v is None or not math.isfinite(v):
+                raise InputError(
+                    path, f"row {i + 1}, column '{rows[0][c]}': {cell!r} is not a finite number"
+                )
+    return out
 
 
 def write_json(
@@ -213,9 +234,8 @@ def write_json(
         "frames": np.round(w.astype(np.float64), 6).tolist(),
     }
     path = Path(path)
-    tmp = _atomic_path(path)
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
+    with _writing(path) as fh:
+        fh.write(json.dumps(data))
     return path
 
 
@@ -230,6 +250,11 @@ def _for_channels(channel_names: Sequence[str], weights: np.ndarray) -> np.ndarr
         j = arkit_index(name)
         if j is not None:
             m[c, j] = 1.0
+    if not m.any():
+        log.warning(
+            "none of the rig's %d channels has an ARKit name: the animation leaves it still",
+            len(channel_names),
+        )
     return to_arkit(weights) @ m.T
 
 

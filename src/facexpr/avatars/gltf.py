@@ -16,26 +16,27 @@ three.js and Blender play.
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
+import os
+from collections import deque
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
+from facexpr.avatars._gltf_doc import LIMITS, GltfDoc, Limits
 from facexpr.avatars.rig import Rig, arkit_index
 from facexpr.core.arkit import ARKIT_NAMES
 from facexpr.core.errors import ConfigError, InputError, MissingDependencyError
+from facexpr.io._files import commit_temp, unique_temp
 
 log = logging.getLogger(__name__)
 
-__all__ = ["load_gltf", "save_gltf"]
+__all__ = ["LIMITS", "Limits", "load_gltf", "save_gltf"]
 
-_COMPONENT = {
-    5120: np.int8, 5121: np.uint8, 5122: np.int16, 5123: np.uint16, 5125: np.uint32,
-    5126: np.float32,
-}  # fmt: skip
-_NCOMP = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT4": 16}
 _FLOAT, _UINT = 5126, 5125
 _ARRAY_BUFFER, _ELEMENT_ARRAY_BUFFER = 34962, 34963
 
@@ -49,75 +50,17 @@ def _pygltflib() -> Any:
 
 
 # --------------------------------------------------------------------------- reading
-class _Reader:
-    def __init__(self, gltf: Any, path: Path) -> None:
-        self.gltf = gltf
-        self.path = path
-        self.buffers: dict[int, bytes] = {}
-
-    def buffer(self, i: int) -> bytes:
-        if i not in self.buffers:
-            buf = self.gltf.buffers[i]
-            if buf.uri is None:
-                data = self.gltf.binary_blob()
-                if data is None:
-                    raise InputError(self.path, f"buffer {i} has no uri and there is no GLB blob")
-            elif buf.uri.startswith("data:"):
-                data = base64.b64decode(buf.uri.split(",", 1)[1])
-            else:
-                try:
-                    data = (self.path.parent / buf.uri).read_bytes()
-                except OSError as e:
-                    raise InputError(self.path, f"cannot read buffer '{buf.uri}' ({e})") from e
-            self.buffers[i] = data
-        return self.buffers[i]
-
-    def accessor(self, i: int) -> np.ndarray:
-        acc = self.gltf.accessors[i]
-        dtype = np.dtype(_COMPONENT[acc.componentType])
-        n = _NCOMP[acc.type]
-        if acc.bufferView is None:
-            out = np.zeros((acc.count, n), dtype)
-        else:
-            view = self.gltf.bufferViews[acc.bufferView]
-            data = self.buffer(view.buffer)
-            start = (view.byteOffset or 0) + (acc.byteOffset or 0)
-            item = dtype.itemsize * n
-            stride = view.byteStride or item
-            if stride == item:
-                out = np.frombuffer(data, dtype, acc.count * n, start).reshape(acc.count, n)
-            else:
-                raw = np.frombuffer(data, np.uint8, stride * (acc.count - 1) + item, start)
-                rows = np.lib.stride_tricks.as_strided(raw, (acc.count, item), (stride, 1))
-                out = np.ascontiguousarray(rows).view(dtype).reshape(acc.count, n)
-        if acc.sparse is not None:
-            out = out.copy()
-            sp = acc.sparse
-            iv = self.gltf.bufferViews[sp.indices.bufferView]
-            idt = np.dtype(_COMPONENT[sp.indices.componentType])
-            idx = np.frombuffer(
-                self.buffer(iv.buffer), idt, sp.count,
-                (iv.byteOffset or 0) + (sp.indices.byteOffset or 0),
-            )  # fmt: skip
-            vv = self.gltf.bufferViews[sp.values.bufferView]
-            vals = np.frombuffer(
-                self.buffer(vv.buffer), dtype, sp.count * n,
-                (vv.byteOffset or 0) + (sp.values.byteOffset or 0),
-            ).reshape(sp.count, n)  # fmt: skip
-            out[idx.astype(np.intp)] = vals
-        if acc.normalized and dtype.kind in "iu":
-            out = out.astype(np.float32) / np.iinfo(dtype).max
-        return out
-
-
-def _node_matrix(node: Any) -> np.ndarray:
-    if node.matrix is not None:
-        return np.asarray(node.matrix, np.float64).reshape(4, 4).T
+def _node_matrix(doc: GltfDoc, node: dict, where: str) -> np.ndarray:
+    mat = doc.numbers(node, "matrix", where, 16)
+    if mat is not None:
+        return np.asarray(mat, np.float64).reshape(4, 4).T
     m = np.eye(4)
-    if node.scale is not None:
-        m = np.diag([*node.scale, 1.0]) @ m
-    if node.rotation is not None:
-        x, y, z, w = node.rotation
+    scale = doc.numbers(node, "scale", where, 3)
+    if scale is not None:
+        m = np.diag([*scale, 1.0]) @ m
+    rot = doc.numbers(node, "rotation", where, 4)
+    if rot is not None:
+        x, y, z, w = rot
         r = np.array([
             [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
             [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
@@ -126,11 +69,76 @@ def _node_matrix(node: Any) -> np.ndarray:
         rm = np.eye(4)
         rm[:3, :3] = r
         m = rm @ m
-    if node.translation is not None:
+    translation = doc.numbers(node, "translation", where, 3)
+    if translation is not None:
         t = np.eye(4)
-        t[:3, 3] = node.translation
+        t[:3, 3] = translation
         m = t @ m
     return m
+
+
+def _mesh_instances(doc: GltfDoc) -> list[tuple[int, int, np.ndarray]]:
+    """Returns (node, mesh, world matrix) of every mesh node of the default scene.
+
+    The node graph must be a forest: a node with two parents or a cycle is an error (a cycle
+    would otherwise be walked forever).
+    """
+    nodes = doc.get_list(doc.json, "nodes", "nodes")
+    scenes = doc.get_list(doc.json, "scenes", "scenes")
+    if not scenes:
+        meshes = doc.get_list(doc.json, "meshes", "meshes")
+        return [(-1, k, np.eye(4)) for k in range(len(meshes))]
+    s = doc.get_int(doc.json, "scene", "glTF", default=0)
+    roots = doc.get_list(doc.item("scenes", s), "nodes", f"scenes[{s}].nodes")
+    parent: dict[int, int] = {}
+    children: list[list[int]] = []
+    for i in range(len(nodes)):
+        kids = doc.get_list(doc.item("nodes", i), "children", f"nodes[{i}].children")
+        for c in kids:
+            doc.item("nodes", c)
+            if c == i:
+                doc.fail(f"nodes[{i}] is its own child (a cycle in the node tree)")
+            if c in parent:
+                doc.fail(f"nodes[{c}] has two parents, nodes[{parent[c]}] and nodes[{i}] "
+                         "(a glTF node tree allows one)")  # fmt: skip
+            parent[c] = i
+        children.append(kids)
+    # Each node has one parent at most, so a cycle is a chain of parents that never ends.
+    state = [0] * len(nodes)  # 0 unseen, 1 on the chain being walked, 2 reaches a root
+    for i in range(len(nodes)):
+        chain = []
+        j = i
+        while state[j] == 0:
+            state[j] = 1
+            chain.append(j)
+            if j not in parent:
+                break
+            j = parent[j]
+        else:
+            if state[j] == 1:
+                doc.fail(f"the node tree has a cycle through nodes[{j}]")
+        for k in chain:
+            state[k] = 2
+    seen: set[int] = set()
+    for r in roots:
+        doc.item("nodes", r)
+        if r in parent:
+            doc.fail(f"scenes[{s}] lists nodes[{r}] as a root, but it is a child of "
+                     f"nodes[{parent[r]}]")  # fmt: skip
+        if r in seen:
+            doc.fail(f"scenes[{s}] lists nodes[{r}] twice")
+        seen.add(r)
+    items: list[tuple[int, int, np.ndarray]] = []
+    queue = deque((r, np.eye(4)) for r in roots)
+    while queue:
+        i, above = queue.popleft()
+        node = doc.item("nodes", i)
+        m = above @ _node_matrix(doc, node, f"nodes[{i}]")
+        if node.get("mesh") is not None:
+            doc.item("meshes", node["mesh"])
+            items.append((i, node["mesh"], m))
+        queue.extend((c, m) for c in children[i])
+    return items
 
 
 def _strip_prefix(name: str) -> str:
@@ -140,24 +148,27 @@ def _strip_prefix(name: str) -> str:
     return name.split(":")[-1]
 
 
-def _target_names(gltf: Any, mesh: Any, reader: _Reader) -> list[str]:
-    n = len(mesh.primitives[0].targets or [])
-    for extras in (mesh.extras, mesh.primitives[0].extras):
-        names = (extras or {}).get("targetNames") if isinstance(extras, dict) else None
-        if names and len(names) == n:
-            return [str(x) for x in names]
+def _target_names(doc: GltfDoc, mesh: dict, targets: list) -> list[str]:
+    n = len(targets)
+    prims = mesh.get("primitives") or [{}]
+    for extras in (mesh.get("extras"), prims[0].get("extras")):
+        names = extras.get("targetNames") if isinstance(extras, dict) else None
+        if isinstance(names, list) and len(names) == n and all(isinstance(x, str) for x in names):
+            return list(names)
     out = []
-    for k, t in enumerate(mesh.primitives[0].targets or []):
-        acc = t.get("POSITION") if isinstance(t, dict) else getattr(t, "POSITION", None)
-        name = gltf.accessors[acc].name if acc is not None else None
-        out.append(str(name) if name else f"{mesh.name or 'mesh'}_target{k}")
+    mesh_name = mesh.get("name") if isinstance(mesh.get("name"), str) else None
+    for k, t in enumerate(targets):
+        acc = t.get("POSITION")
+        name = doc.item("accessors", acc).get("name") if acc is not None else None
+        out.append(name if isinstance(name, str) and name else f"{mesh_name or 'mesh'}_target{k}")
     return out
 
 
-def _triangles(mode: int | None, idx: np.ndarray) -> np.ndarray:
-    mode = 4 if mode is None else mode
+def _triangles(mode: int, idx: np.ndarray) -> np.ndarray:
     if mode == 4:
         return idx.reshape(-1, 3)
+    if len(idx) < 3:
+        return np.zeros((0, 3), idx.dtype)
     if mode == 5:  # strip: alternate winding
         tri = np.stack([idx[:-2], idx[1:-1], idx[2:]], axis=1)
         tri[1::2] = tri[1::2][:, [1, 0, 2]]
@@ -167,10 +178,129 @@ def _triangles(mode: int | None, idx: np.ndarray) -> np.ndarray:
     return np.zeros((0, 3), idx.dtype)
 
 
+@dataclass
+class _Prim:
+    node: int
+    matrix: np.ndarray
+    where: str
+    prim: dict
+    mode: int
+    names: list[str]
+    n_vertices: int
+
+
+@dataclass(frozen=True)
+class _MeshPrim:
+    where: str
+    prim: dict
+    mode: int
+    names: list[str]
+    position: Any
+    n_vertices: int
+    n_triangles: int
+
+
+def _check_mesh(doc: GltfDoc, mesh_i: int, channels: set[str]) -> list[_MeshPrim]:
+    """Returns the checked triangle primitives of a mesh (done once per mesh, not per node)."""
+    mesh = doc.item("meshes", mesh_i)
+    mw = f"meshes[{mesh_i}]"
+    out: list[_MeshPrim] = []
+    n_targets: int | None = None
+    names: list[str] = []
+    for p_i, prim in enumerate(doc.get_list(mesh, "primitives", f"{mw}.primitives")):
+        pw = f"{mw}.primitives[{p_i}]"
+        if not isinstance(prim, dict) or not isinstance(prim.get("attributes", {}), dict):
+            doc.fail(f"{pw} must be an object with an attributes object")
+        targets = doc.get_list(prim, "targets", f"{pw}.targets")
+        if not all(isinstance(t, dict) for t in targets):
+            doc.fail(f"{pw}.targets must be a list of objects")
+        if n_targets is None:
+            n_targets = len(targets)
+            names = _target_names(doc, mesh, targets)
+            lower = [x.lower() for x in names]
+            dup = sorted({x for x in lower if lower.count(x) > 1})
+            if dup:
+                doc.fail(f"{mw} has several morph targets named {dup[0]!r}")
+        elif len(targets) != n_targets:
+            doc.fail(f"{pw} has {len(targets)} morph targets, {mw}.primitives[0] has "
+                     f"{n_targets} (glTF requires the same number)")  # fmt: skip
+        mode = doc.get_int(prim, "mode", pw, default=4, hi=6)
+        attrs = prim.get("attributes", {})
+        pos = attrs.get("POSITION")
+        if pos is None:
+            continue
+        n = doc.info(pos, f"{pw} POSITION", ("VEC3",)).count
+        for k, t in enumerate(targets):
+            if t.get("POSITION") is not None:
+                tn = doc.info(t["POSITION"], f"{pw} morph target {k}", ("VEC3",)).count
+                if tn != n:
+                    doc.fail(f"{pw}: morph target {k} has {tn} vertices, the primitive's "
+                             f"POSITION has {n}")  # fmt: skip
+                channels.add(names[k].lower())
+                if len(channels) > doc.limits.channels:
+                    doc.fail(f"more than the {doc.limits.channels} morph targets allowed")
+        if attrs.get("TEXCOORD_0") is not None:
+            un = doc.info(attrs["TEXCOORD_0"], f"{pw} TEXCOORD_0", ("VEC2",)).count
+            if un != n:
+                doc.fail(f"{pw}: TEXCOORD_0 has {un} elements, POSITION has {n}")
+        if prim.get("indices") is not None:
+            info = doc.info(prim["indices"], f"{pw} indices", ("SCALAR",))
+            if info.dtype.kind != "u":
+                doc.fail(f"{pw}: indices must be unsigned integers, got {info.dtype}")
+            n_idx = info.count
+        else:
+            n_idx = n
+        if mode == 4 and n_idx % 3:
+            doc.fail(f"{pw}: {n_idx} indices is not a whole number of triangles")
+        n_tri = n_idx // 3 if mode == 4 else max(n_idx - 2, 0) if mode in (5, 6) else 0
+        if prim.get("material") is not None:
+            doc.item("materials", prim["material"])
+        out.append(_MeshPrim(pw, prim, mode, names, pos, n, n_tri))
+    return out
+
+
+def _plan(doc: GltfDoc, items: list[tuple[int, int, np.ndarray]]) -> list[_Prim]:
+    """Returns the primitives to read, after checking every size against :data:`LIMITS`.
+
+    Nothing is decoded here, so a file claiming a billion vertices fails before any allocation;
+    totals are checked as they grow, since instancing multiplies a small file's work.
+    """
+    lim = doc.limits
+    plan: list[_Prim] = []
+    meshes: dict[int, list[_MeshPrim]] = {}
+    vertices: set[tuple[int, Any]] = set()
+    channels: set[str] = set()
+    n_tri = n_verts = 0
+    for node_i, mesh_i, m in items:
+        if mesh_i not in meshes:
+            meshes[mesh_i] = _check_mesh(doc, mesh_i, channels)
+        for mp in meshes[mesh_i]:
+            if len(plan) >= lim.primitives:
+                doc.fail(f"the scene has more than the {lim.primitives} primitives allowed")
+            if (node_i, mp.position) not in vertices:
+                vertices.add((node_i, mp.position))
+                n_verts += mp.n_vertices
+                if n_verts > lim.vertices:
+                    doc.fail(f"the scene has more than the {lim.vertices} vertices allowed")
+            n_tri += mp.n_triangles
+            if n_tri > lim.triangles:
+                doc.fail(f"the scene has more than the {lim.triangles} triangles allowed")
+            plan.append(_Prim(node_i, m, mp.where, mp.prim, mp.mode, mp.names, mp.n_vertices))
+    if len(channels) * n_verts * 12 > lim.delta_bytes:
+        doc.fail(f"{len(channels)} morph targets x {n_verts} vertices need "
+                 f"{len(channels) * n_verts * 12 >> 20} MiB, more than the "
+                 f"{lim.delta_bytes >> 20} MiB allowed")  # fmt: skip
+    return plan
+
+
 def load_gltf(
     path: str | Path, *, names: Literal["strip", "arkit", "keep"] = "strip", name: str | None = None
 ) -> Rig:
     """Returns the rig of a glTF 2.0 / GLB file with morph targets (all primitives merged).
+
+    The file is untrusted: buffers are read only from ``data:`` URIs, the GLB binary chunk or
+    files inside the glTF file's folder, and every size is checked before allocating (see
+    :mod:`facexpr.avatars._gltf_doc`).
 
     Args:
         path: a .glb or .gltf file.
@@ -180,107 +310,97 @@ def load_gltf(
         name: rig name (default the file stem).
 
     Raises:
-        InputError: the file cannot be read or has no triangle mesh.
+        InputError: the file cannot be read, breaks the glTF rules or facexpr's limits, or has
+            no triangle mesh.
         ConfigError: bad ``names``.
     """
     if names not in ("strip", "arkit", "keep"):
         raise ConfigError(f"load_gltf: names must be 'strip', 'arkit' or 'keep', got {names!r}")
-    pg = _pygltflib()
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise InputError(path, "glTF file not found")
-    try:
-        gltf = pg.GLTF2().load(str(path))
-    except Exception as e:
-        raise InputError(path, f"cannot parse glTF ({e})") from e
-    if gltf is None:
-        raise InputError(path, "cannot parse glTF")
-    reader = _Reader(gltf, path)
-
-    # Mesh nodes with world matrices, from the default scene's roots (or all meshes if none).
-    items: list[tuple[int, int, np.ndarray]] = []
-    if gltf.scenes:
-        scene = gltf.scenes[gltf.scene or 0]
-        stack = [(i, np.eye(4)) for i in scene.nodes or []]
-        while stack:
-            i, parent = stack.pop(0)
-            node = gltf.nodes[i]
-            m = parent @ _node_matrix(node)
-            if node.mesh is not None:
-                items.append((i, node.mesh, m))
-            stack.extend((c, m) for c in node.children or [])
-    else:
-        items = [(-1, k, np.eye(4)) for k in range(len(gltf.meshes))]
+    doc = GltfDoc(path)
+    items = _mesh_instances(doc)
     if not items:
         raise InputError(path, "no mesh in the scene")
+    plan = _plan(doc, items)
 
     positions: list[np.ndarray] = []
     uvs: list[np.ndarray | None] = []
     faces: list[np.ndarray] = []
     face_mat: list[np.ndarray] = []
     deltas: dict[str, list[tuple[int, np.ndarray]]] = {}
-    order: list[str] = []
-    offsets: dict[tuple[int, int], int] = {}
+    spelling: dict[str, str] = {}
+    offsets: dict[tuple[int, Any], int] = {}
     n_verts = 0
-    mat_names = [m.name or f"material_{i}" for i, m in enumerate(gltf.materials or [])]
+    mat_names = [
+        m.get("name") if isinstance(m, dict) and isinstance(m.get("name"), str) and m["name"]
+        else f"material_{i}"
+        for i, m in enumerate(doc.get_list(doc.json, "materials", "materials"))
+    ]  # fmt: skip
     default_mat = -1
-    for node_i, mesh_i, m in items:
-        mesh = gltf.meshes[mesh_i]
-        tnames = _target_names(gltf, mesh, reader)
-        if names != "keep":
-            tnames = [_strip_prefix(t) for t in tnames]
-        lin = m[:3, :3]
-        for prim in mesh.primitives:
-            pos_acc = prim.attributes.POSITION
-            if pos_acc is None:
-                continue
-            key = (node_i, pos_acc)
-            if key not in offsets:
-                p = reader.accessor(pos_acc).astype(np.float64)
-                offsets[key] = n_verts
-                positions.append((p @ lin.T + m[:3, 3]).astype(np.float32))
-                uv_acc = prim.attributes.TEXCOORD_0
-                if uv_acc is None:
-                    uvs.append(None)
-                else:  # glTF's UV origin is the top left; ours (OBJ's) the bottom left.
-                    t = reader.accessor(uv_acc).astype(np.float32)
-                    uvs.append(np.stack([t[:, 0], 1.0 - t[:, 1]], axis=1))
-                for k, t in enumerate(prim.targets or []):
-                    acc = t.get("POSITION") if isinstance(t, dict) else None
-                    if acc is None or k >= len(tnames):
-                        continue
-                    d = (reader.accessor(acc).astype(np.float64) @ lin.T).astype(np.float32)
-                    if tnames[k] not in deltas:
-                        deltas[tnames[k]] = []
-                        order.append(tnames[k])
-                    deltas[tnames[k]].append((n_verts, d))
-                n_verts += len(p)
-            off = offsets[key]
-            count = len(positions[[*offsets].index(key)])
-            if prim.indices is not None:
-                idx = reader.accessor(prim.indices).reshape(-1).astype(np.int64)
-            else:
-                idx = np.arange(count, dtype=np.int64)
-            tri = _triangles(prim.mode, idx)
-            if prim.mode not in (None, 4, 5, 6):
-                log.warning("%s: skipped a primitive of mode %s (not triangles)", path, prim.mode)
-            if prim.material is None:
-                if default_mat < 0:
-                    default_mat = len(mat_names)
-                    mat_names.append("default")
-                mat = default_mat
-            else:
-                mat = prim.material
-            faces.append(tri + off)
-            face_mat.append(np.full(len(tri), mat, np.int16))
+    for p in plan:
+        tnames = p.names if names == "keep" else [_strip_prefix(t) for t in p.names]
+        lin = p.matrix[:3, :3]
+        attrs = p.prim.get("attributes", {})
+        key = (p.node, attrs["POSITION"])
+        if key not in offsets:
+            v = doc.accessor(attrs["POSITION"], f"{p.where} POSITION", ("VEC3",))
+            with np.errstate(over="ignore", invalid="ignore"):  # checked just below
+                v = (v.astype(np.float64) @ lin.T + p.matrix[:3, 3]).astype(np.float32)
+            if not np.isfinite(v).all():
+                doc.fail(f"{p.where}: vertex positions are not finite after the node transform")
+            offsets[key] = n_verts
+            positions.append(v)
+            if attrs.get("TEXCOORD_0") is None:
+                uvs.append(None)
+            else:  # glTF's UV origin is the top left; ours (OBJ's) the bottom left.
+                t = doc.accessor(attrs["TEXCOORD_0"], f"{p.where} TEXCOORD_0", ("VEC2",))
+                t = t.astype(np.float32)
+                uvs.append(np.stack([t[:, 0], 1.0 - t[:, 1]], axis=1))
+            for k, t in enumerate(p.prim.get("targets", [])):
+                if t.get("POSITION") is None:
+                    continue
+                d = doc.accessor(t["POSITION"], f"{p.where} morph target {k}", ("VEC3",))
+                with np.errstate(over="ignore", invalid="ignore"):
+                    d = (d.astype(np.float64) @ lin.T).astype(np.float32)
+                if not np.isfinite(d).all():
+                    doc.fail(f"{p.where}: morph target {k} is not finite after the node transform")
+                low = tnames[k].lower()
+                if low not in deltas:
+                    deltas[low] = []
+                    spelling[low] = tnames[k]
+                deltas[low].append((n_verts, d))
+            n_verts += len(v)
+        off = offsets[key]
+        if p.prim.get("indices") is not None:
+            idx = doc.accessor(p.prim["indices"], f"{p.where} indices", ("SCALAR",))
+            idx = idx.reshape(-1).astype(np.int64)
+            if idx.size and idx.max() >= p.n_vertices:
+                doc.fail(f"{p.where}: index {int(idx.max())} is past the primitive's "
+                         f"{p.n_vertices} vertices")  # fmt: skip
+        else:
+            idx = np.arange(p.n_vertices, dtype=np.int64)
+        tri = _triangles(p.mode, idx)
+        if p.mode not in (4, 5, 6):
+            log.warning("%s: skipped a primitive of mode %s (not triangles)", path, p.mode)
+        if p.prim.get("material") is None:
+            if default_mat < 0:
+                default_mat = len(mat_names)
+                mat_names.append("default")
+            mat = default_mat
+        else:
+            mat = p.prim["material"]
+        faces.append(tri + off)
+        face_mat.append(np.full(len(tri), mat, np.int16))
     if not faces or not sum(len(f) for f in faces):
         raise InputError(path, "no triangles in the scene's meshes")
     neutral = np.concatenate(positions)
-    all_deltas = np.zeros((len(order), n_verts, 3), np.float32)
-    for c, ch in enumerate(order):
-        for off, d in deltas[ch]:
+    all_deltas = np.zeros((len(deltas), n_verts, 3), np.float32)
+    for c, parts in enumerate(deltas.values()):
+        for off, d in parts:
             all_deltas[c, off : off + len(d)] += d
-    channel_names = list(order)
+    channel_names = [spelling[k] for k in deltas]
     if names == "arkit":
         renamed = [
             ARKIT_NAMES[j] if (j := arkit_index(ch)) is not None else ch for ch in channel_names
@@ -291,16 +411,19 @@ def load_gltf(
             for r, ch in zip(renamed, channel_names, strict=True)
         ]
     uv = np.concatenate(uvs) if all(u is not None for u in uvs) else None
-    return Rig(
-        neutral=neutral,
-        faces=np.concatenate(faces).astype(np.int32),
-        channel_names=tuple(channel_names),
-        deltas=all_deltas,
-        uv=uv,
-        face_material=np.concatenate(face_mat),
-        material_names=tuple(mat_names),
-        name=name or path.stem,
-    )
+    try:
+        return Rig(
+            neutral=neutral,
+            faces=np.concatenate(faces).astype(np.int32),
+            channel_names=tuple(channel_names),
+            deltas=all_deltas,
+            uv=uv,
+            face_material=np.concatenate(face_mat),
+            material_names=tuple(mat_names),
+            name=name or path.stem,
+        )
+    except ConfigError as e:
+        raise InputError(path, str(e)) from None
 
 
 # --------------------------------------------------------------------------- writing
@@ -443,15 +566,25 @@ def save_gltf(
         buffers=[pg.Buffer(byteLength=len(blob))],
         animations=animations,
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    if suffix == ".glb":
-        gltf.set_binary_blob(bytes(blob))
-        gltf.save_binary(str(tmp))
-    else:
-        gltf.buffers[0].uri = "data:application/octet-stream;base64," + base64.b64encode(
-            bytes(blob)
-        ).decode("ascii")
-        gltf.save_json(str(tmp))
-    tmp.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = unique_temp(path)
+    except OSError as e:
+        raise InputError(path, f"cannot write there ({e.strerror})") from None
+    try:
+        if suffix == ".glb":
+            gltf.set_binary_blob(bytes(blob))
+            gltf.save_binary(str(tmp))
+        else:
+            gltf.buffers[0].uri = "data:application/octet-stream;base64," + base64.b64encode(
+                bytes(blob)
+            ).decode("ascii")
+            gltf.save_json(str(tmp))
+        commit_temp(tmp, path)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise InputError(path, f"cannot write ({e.strerror})") from None
+        raise
     return path

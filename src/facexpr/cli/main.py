@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from facexpr import __version__
-from facexpr.core.errors import ConfigError, FacexprError, InputError
+from facexpr.core.errors import ConfigError, FacexprError
 
 log = logging.getLogger("facexpr")
 
@@ -396,30 +396,27 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _avatar(spec: str):
-    """Returns a registered avatar, or registers and returns the glTF/GLB file ``spec``."""
+    """Returns a registered avatar, or the avatar of the glTF/GLB file ``spec``."""
     from pathlib import Path
 
-    from facexpr.avatars.avatar import get_avatar, register_gltf_avatar
+    from facexpr.avatars.avatar import avatar_from_gltf, get_avatar
 
     path = Path(spec)
     if path.suffix.lower() in (".glb", ".gltf"):
-        if not path.is_file():
-            raise InputError(path, "avatar file not found")
-        name = f"file:{path.resolve()}"
-        register_gltf_avatar(name, path)
-        return get_avatar(name)
+        return avatar_from_gltf(path)
     return get_avatar(spec)
 
 
 def cmd_animate(args: argparse.Namespace) -> int:
-    from facexpr.analyze.table import ExpressionTable
-    from facexpr.animate.retarget import track_from_table
+    from facexpr.animate.retarget import track_from_file
     from facexpr.avatars import export
 
     outputs = (args.livelink, args.json, args.gltf, args.preview)
     if not any(outputs):
         raise ConfigError("nothing to write: give --livelink, --json, --gltf or --preview")
-    track = track_from_table(ExpressionTable.from_file(args.table), face_id=args.face_id)
+    track = track_from_file(args.table, face_id=args.face_id)
+    # Load the avatar before writing anything, so a bad avatar file leaves no output behind.
+    avatar = _avatar(args.avatar) if (args.gltf or args.preview) else None
     pose = None if args.no_head_pose else track.pose
     written = []
     if args.livelink:
@@ -428,10 +425,11 @@ def cmd_animate(args: argparse.Namespace) -> int:
         )
     if args.json:
         written.append(export.write_json(args.json, track.weights, fps=track.fps))
-    avatar = _avatar(args.avatar) if (args.gltf or args.preview) else None
     if args.gltf:
-        weights = track.weights @ avatar.arkit_matrix().T
-        written.append(export.write_gltf_animation(args.gltf, avatar.rig, weights, fps=track.fps))
+        # The exporter maps the ARKit weights onto the rig's channels itself.
+        written.append(
+            export.write_gltf_animation(args.gltf, avatar.rig, track.weights, fps=track.fps)
+        )
     if args.preview:
         written.append(
             export.write_preview_video(
