@@ -96,7 +96,7 @@ def doc_case(
     edit: Callable[[Doc, CaseDirs], Any],
     problem: str,
     *,
-    binary: Callable[[bytes], bytes] | None = None,
+    binary: Callable[[bytes], bytes | None] | None = None,
     forbidden: tuple[str, ...] = (),
     **kw: Any,
 ) -> Case:
@@ -381,7 +381,7 @@ CASES: list[Case] = [
     ),
     doc_case("nan-positions", lambda d, _: None, r"nan|finite|position", binary=_nan_positions),
     doc_case("inf-positions", lambda d, _: None, r"nan|inf|finite|position", binary=_inf_positions),
-    doc_case("no-bin-chunk", lambda d, _: None, r"buffer|blob|bin|chunk", binary=None),
+    doc_case("no-bin-chunk", lambda d, _: None, r"buffer|blob|bin|chunk", binary=lambda b: None),
     bytes_case("truncated", _truncated, _CORRUPT),
     bytes_case("bad-magic", _bad_magic, _CORRUPT),
     bytes_case("version-3", _version3, _CORRUPT),

@@ -209,7 +209,10 @@ def _huge_field(dirs: CaseDirs) -> Setup:
 
 
 _TS = r"timestamp"
-_BAD_VALUE = r"jawOpen|blendshape|not a number|numeric|non-numeric|finite|out of range"
+_BAD_VALUE = (
+    r"jawOpen|mouthSmileLeft|eyeBlinkLeft|blendshape|not a number|numeric|non-numeric|finite"
+    r"|out of range|not in \[0, 1\]"
+)
 
 
 def _control_post(dirs: CaseDirs, run: Run) -> list[str]:

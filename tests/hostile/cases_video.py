@@ -22,9 +22,9 @@ def _rows(path: Path) -> int:
     return max(0, len(path.read_bytes().splitlines()) - 1)
 
 
-def _table_with_rows(n: int, when_rc: tuple[int, ...] = (0, 2)) -> object:
+def _table_with_rows(n: int, when_rc: tuple[int, ...] = (0, 2), widths: tuple[int, ...] = ()):
     """A post-check: when the run exits with one of ``when_rc``, out/ holds one table of >= n rows
-    (the good frames are kept)."""
+    (the good frames are kept), with rows of every frame width in ``widths``."""
 
     def post(dirs: CaseDirs, run: Run) -> list[str]:
         if run.rc not in when_rc:
@@ -33,7 +33,15 @@ def _table_with_rows(n: int, when_rc: tuple[int, ...] = (0, 2)) -> object:
         if len(found) != 1:
             return [f"{len(found)} tables in out/, expected 1 with the good frames"]
         got = _rows(found[0])
-        return [] if got >= n else [f"table has {got} rows, expected >= {n} (good frames lost)"]
+        if got < n:
+            return [f"table has {got} rows, expected >= {n} (good frames lost)"]
+        if widths:
+            import pandas as pd
+
+            seen = set(pd.read_csv(found[0])["frame_width"].dropna().astype(int))
+            if not set(widths) <= seen:
+                return [f"frame widths {sorted(seen)} in the table, expected {list(widths)}"]
+        return []
 
     return post
 
@@ -221,7 +229,7 @@ CASES: list[Case] = [
         _size_change,
         r"size|changes|resolution",
         expect_rc=(0, 2),
-        post=_table_with_rows(40),
+        post=_table_with_rows(35, widths=(96, 160)),
         note="96x96 then 160x120 frames with --annotate: the table must survive",
     ),
     _case("video-16px", _tiny, _TOO_SMALL),
