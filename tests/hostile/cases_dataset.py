@@ -234,7 +234,8 @@ def _link_shard(dirs: CaseDirs) -> Setup:
     folder = dirs.inp / "ds"
     folder.mkdir()
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+    # GNU format: the canary's absolute path may pass USTAR's 100-byte link names.
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
         for target, name in ((str(dirs.canary_file), "000000.png"), ("/etc/passwd", "000000.json")):
             info = tarfile.TarInfo(name)
             info.type, info.linkname = tarfile.SYMTYPE, target
