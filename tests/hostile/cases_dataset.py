@@ -377,7 +377,7 @@ CASES: list[Case] = [
     custom_case("show-sha-mismatch", _sha_mismatch("show"), r"sha256|checksum|corrupt"),
     custom_case(
         "info-shard-truncated",
-        _shard_rewrite(lambda b: b[: len(b) // 2]),
+        _shard_rewrite(lambda b: b[: len(b) * 3 // 10]),
         r"corrupt|truncated|tar|lacks|samples?",
     ),
     custom_case(
