@@ -41,7 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-SRC = REPO / "src"
+# The facexpr under test: this checkout's, or another tree (FACEXPR_HOSTILE_SRC=path/to/src).
+SRC = Path(os.environ.get("FACEXPR_HOSTILE_SRC", REPO / "src")).resolve()
 SHARED = Path(os.environ.get("FACEXPR_SHARED", REPO.parent / "shared"))
 MEDIA = SHARED / "fixtures" / "media"
 
