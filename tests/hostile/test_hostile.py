@@ -1,0 +1,77 @@
+"""Every hostile case through the real CLI: exit 2, no traceback, the file and problem named, no
+read of the canary folder, no write outside out/, bounded memory and time (see corpus.py).
+
+By default the cases run in children forked from one interpreter that imported facexpr once
+(:class:`corpus.ForkServer`); ``FACEXPR_HOSTILE_SPAWN=1`` runs each in a fresh interpreter
+instead (slower: about 3 s of start-up per case)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import corpus  # beside this file, found through the path set above
+
+CASES = corpus.all_cases()
+
+# Cases that still fail on the merge of the issue-16 fixes (h-env, h-media, h-data, h-gltf), with
+# whom they go to. Strict: once fixed, the XPASS fails until the entry is removed here.
+KNOWN_FAILURES = {
+    "media-png-short-idat": "h-media: Pillow decodes a PNG whose IDAT holds 1 of 4000 rows "
+    "without error (exit 0); check the decoded data is complete",
+    "video-gif-bomb": "h-media: the 16,000 px GIF is refused only after its first frame is "
+    "decoded (peak 1.2 GB); check the stream's size before decoding",
+    "dataset-info-n-samples-5000-digits": "h-data: json.loads raises ValueError (int digit "
+    "limit) for a 5,001-digit number in manifest.json: traceback",
+    "synth-backgrounds-empty": "synth: --backgrounds DIR is never used (background_dir set, the "
+    "'photos' kind not), so an empty folder is accepted",
+    "synth-backgrounds-png-bomb": "synth: --backgrounds unused (see synth-backgrounds-empty); "
+    "compose.draw_background's cv2.imread is unbounded once it is",
+    "synth-backgrounds-only-broken": "synth: --backgrounds unused (see synth-backgrounds-empty)",
+    "synth-backgrounds-fifo": "synth: --backgrounds unused (see synth-backgrounds-empty)",
+    # Seen on main's tree (with h-train), skipped on trees without `facexpr train`:
+    "train-config-nested-100k": "h-train: a 100,000-deep YAML config raises RecursionError: "
+    "traceback",
+    "train-config-nan-lr": "h-train: optim.lr .nan passes the '> 0' check; torch's Adam raises "
+    "ValueError: traceback",
+}
+
+
+def _param(case: corpus.Case) -> object:
+    reason = KNOWN_FAILURES.get(case.name)
+    marks = [pytest.mark.xfail(reason=reason, strict=True)] if reason else []
+    return pytest.param(case, id=case.name, marks=marks)
+
+
+@pytest.fixture(scope="module")
+def server(media_dir: Path) -> Iterator[corpus.ForkServer | None]:
+    if os.environ.get("FACEXPR_HOSTILE_SPAWN"):
+        yield None
+        return
+    with corpus.ForkServer() as s:
+        yield s
+
+
+@pytest.mark.parametrize("case", [_param(c) for c in CASES])
+def test_hostile(case: corpus.Case, server: corpus.ForkServer | None, tmp_path: Path) -> None:
+    if case.skip:
+        pytest.skip(case.skip)
+    outcome = corpus.run_case(case, tmp_path, server)
+    assert outcome.run is not None
+    tail = outcome.run.stderr[-1500:]
+    assert not outcome.problems, f"{case.name}: {'; '.join(outcome.problems)}\n--- stderr:\n{tail}"
+
+
+def test_corpus_size_and_families() -> None:
+    families = {c.family for c in CASES}
+    assert len(CASES) >= 80
+    assert families >= {"media", "video", "folders", "tables", "dataset", "gltf", "synth"}
+    assert len({c.name for c in CASES}) == len(CASES)
+    assert set(KNOWN_FAILURES) <= {c.name for c in CASES}
+    assert all(c.name.startswith(c.family + "-") for c in CASES)
