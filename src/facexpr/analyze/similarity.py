@@ -99,10 +99,8 @@ class SimilarResult:
         rows = []
         for rank, m in enumerate(self.matches, 1):
             x0, y0, x1, y1 = (float(v) for v in m.box)
-            rows.append(
-                (rank, m.input, m.frame, m.timestamp, m.face_id, m.similarity)
-                + (x0, y0, x1 - x0, y1 - y0)
-            )
+            meta = (rank, m.input, m.frame, m.timestamp, m.face_id, m.similarity)
+            rows.append((*meta, x0, y0, x1 - x0, y1 - y0))
         cols = ["rank", C.INPUT, C.FRAME, C.TIMESTAMP, C.FACE_ID, "similarity", *C.FACE_BOX]
         return pd.DataFrame(rows, columns=cols)
 
