@@ -202,3 +202,27 @@ def test_another_width_than_the_table_is_refused(tmp_path):
     options = AnalyzerOptions(embedding=EmbeddingOptions(tmp_path / "w8.safetensors"))
     with pytest.raises(ConfigError, match="gives 8-d embeddings; the table has 16 expr_"):
         Analyzer(options)
+
+
+@pytest.mark.parametrize(("mode", "pulled"), [("video", 32), ("stream", 1)])
+def test_video_is_chunked_and_a_live_stream_is_not_held_back(
+    media_dir, weights, monkeypatch, mode, pulled
+):
+    from facexpr.analyze import analyzer as analyzer_module
+    from facexpr.core.types import RunningMode
+    from facexpr.io import MediaSource, VideoReader
+
+    count = [0]
+
+    def frames(source, **_):
+        for frame in VideoReader(media_dir / "single_face.mp4"):
+            count[0] += 1
+            yield frame
+
+    monkeypatch.setattr(analyzer_module, "iter_frames", frames)
+    options = AnalyzerOptions(mode=RunningMode(mode), embedding=EmbeddingOptions(weights))
+    with Analyzer(options) as a:
+        it = a.iter_results(MediaSource(str(media_dir / "single_face.mp4"), "video"))
+        _, first = next(it)
+        assert count[0] == pulled
+        assert first.faces[0].embedding.shape == (16,)

@@ -260,11 +260,15 @@ class Analyzer:
         for stage in self.stages:
             stage.reset()
         tracked = mode is not RunningMode.IMAGE
+        # A live stream is not held back for the embedding alone (a chunk is about 1 s of
+        # webcam); the fitter keeps its chunks, whose temporal prior needs them.
+        size = _CHUNK if mode is RunningMode.VIDEO or self.options.blendshapes == "fit" else 1
+        size = size if tracked else 1
         chunk: list[tuple[Frame, FrameResult]] = []
         try:
             for frame in frames:
                 chunk.append((frame, fe.process(frame)))
-                if len(chunk) >= (_CHUNK if tracked else 1):
+                if len(chunk) >= size:
                     yield from self._run_chunk(chunk, tracked)
                     chunk = []
         except DamagedInputError:  # raised after the last good frame: deliver those, then raise

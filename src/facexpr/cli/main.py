@@ -119,6 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
         "instead of the shipped ones",
     )
     a.add_argument(
+        "--embedding-runtime",
+        choices=("auto", "onnx", "torch"),
+        default="auto",
+        help="run the expression encoder under ONNX Runtime or PyTorch (default: ONNX Runtime "
+        "when installed, the faster on CPU)",
+    )
+    a.add_argument(
         "--threads",
         type=_positive_int,
         default=1,
@@ -290,7 +297,11 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
     if args.no_embedding and args.expression_weights:
         raise ConfigError("--no-embedding and --expression-weights contradict each other")
-    embedding = None if args.no_embedding else EmbeddingOptions(weights=args.expression_weights)
+    embedding = (
+        None
+        if args.no_embedding
+        else EmbeddingOptions(weights=args.expression_weights, runtime=args.embedding_runtime)
+    )
     options = AnalyzerOptions(
         detector=args.detector,
         min_face_score=args.min_face_score,
