@@ -94,7 +94,9 @@ class EmbeddingOptions:
         return self.weights is not None or shipped_expression_weights() is not None
 
 
-def prepare_crops(crops: Sequence[np.ndarray], size: int, mean, std) -> np.ndarray:
+def prepare_crops(
+    crops: Sequence[np.ndarray], size: int, mean: Sequence[float], std: Sequence[float]
+) -> np.ndarray:
     """Returns (N, 3, size, size) float32 encoder input of (S, S, 3) uint8 RGB aligned crops.
 
     As in training (``facexpr.train.mixing.resize_square`` then ``train.augment.normalise``):
