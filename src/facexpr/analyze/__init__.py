@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import importlib
 
-__all__ = ["Analyzer", "AnalyzerOptions", "BatchReport", "ExpressionTable", "Failure", "run_batch"]
+__all__ = [
+    "Analyzer",
+    "AnalyzerOptions",
+    "BatchReport",
+    "EmbeddingOptions",
+    "ExpressionEmbedder",
+    "ExpressionTable",
+    "Failure",
+    "SimilarResult",
+    "find_similar",
+    "run_batch",
+]
 
 _WHERE = {
     "Analyzer": "analyzer",
@@ -13,6 +24,10 @@ _WHERE = {
     "Failure": "batch",
     "run_batch": "batch",
     "ExpressionTable": "table",
+    "EmbeddingOptions": "embedding",
+    "ExpressionEmbedder": "embedding",
+    "SimilarResult": "similarity",
+    "find_similar": "similarity",
 }
 
 

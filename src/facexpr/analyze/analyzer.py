@@ -15,6 +15,8 @@ from typing import Literal
 
 import numpy as np
 
+from facexpr.analyze.embedding import EmbeddingOptions
+from facexpr.analyze.stages import Stage, run_stages
 from facexpr.analyze.table import ExpressionTable
 from facexpr.core import columns as C
 from facexpr.core.errors import ConfigError, DamagedInputError
@@ -25,7 +27,7 @@ from facexpr.io import MediaSource, expand_inputs, iter_frames, probe_video
 log = logging.getLogger(__name__)
 
 Device = Literal["cpu", "cuda", "auto"]
-_FIT_CHUNK = 32  # video frames fitted together by the blendshape fitter
+_CHUNK = 32  # video frames the stages process together (fitting, embedding batches)
 
 
 @dataclass
@@ -54,6 +56,11 @@ class AnalyzerOptions:
             crops): no detection; the mesh runs on the whole image.
         blendshapes: "fit" adds the 52 ARKit blendshapes and FACS AU intensities (AUxx_r, 0-5)
             by fitting the ICT FaceKit morphable model to the landmarks; "none" skips them.
+        embedding: the expression embedding (``FaceResult.embedding``, columns expr_00..expr_15)
+            with these options, or None for none. On by default when weights are available
+            (shipped, or ``EmbeddingOptions(weights=PATH)``); without any, the analysis runs
+            without it and ``embedding_note`` says why.
+        embedding_note: set when the embedding was asked for but is off: why (no weights).
     """
 
     mode: RunningMode | None = None
@@ -72,7 +79,9 @@ class AnalyzerOptions:
     mesh: bool = False
     blendshapes: Literal["none", "fit"] = "none"
     aligned: bool = False
+    embedding: EmbeddingOptions | None = field(default_factory=EmbeddingOptions)
     groups: tuple[str, ...] = field(init=False)
+    embedding_note: str | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         if self.mode is not None and not isinstance(self.mode, RunningMode):
@@ -105,9 +114,33 @@ class AnalyzerOptions:
         groups = list(C.DEFAULT_GROUPS)
         if self.blendshapes == "fit":
             groups += ["blendshapes", "aus"]
+        if self.embedding is not None and not isinstance(self.embedding, EmbeddingOptions):
+            raise ConfigError(
+                f"embedding must be EmbeddingOptions or None, not {type(self.embedding).__name__}"
+            )
+        self.embedding_note = None
+        if self.embedding is not None:
+            if not self.embedding.available:
+                self.embedding_note = (
+                    "no expression weights are shipped yet: the expr_00..expr_15 columns are "
+                    "left out (give trained weights with --expression-weights PATH)"
+                )
+            elif self.align_size == 0:
+                if self.embedding.weights is not None:
+                    raise ConfigError(
+                        "the expression embedding needs the aligned crop: align_size must be > 0"
+                    )
+                self.embedding_note = "align_size is 0: no crop, so no expression embedding"
+            else:
+                groups.append("expr")
         if self.mesh:
             groups.append("mesh")
         self.groups = tuple(groups)
+
+    @property
+    def embedding_on(self) -> bool:
+        """Whether the expression embedding runs (asked for, and weights available)."""
+        return "expr" in self.groups
 
 
 def resolve_device(device: str) -> str:
@@ -134,11 +167,25 @@ class Analyzer:
     def __init__(self, options: AnalyzerOptions | None = None) -> None:
         self.options = options or AnalyzerOptions()
         self._frontends: dict[RunningMode, FaceFrontEnd] = {}
-        self._fitter = None
-        if self.options.blendshapes == "fit":
+        o = self.options
+        # The stages after the front-end, in order; each has the Stage shape (analyze/stages.py).
+        self.stages: list[Stage] = []
+        if o.blendshapes == "fit":
             from facexpr.analyze.blendshapes import BlendshapeFitter
 
-            self._fitter = BlendshapeFitter(device=self.options.device)
+            self.stages.append(BlendshapeFitter(device=o.device))
+        if o.embedding_note is not None:
+            log.info("%s", o.embedding_note)
+        if o.embedding_on:
+            from facexpr.analyze.embedding import ExpressionEmbedder
+
+            embedder = ExpressionEmbedder(o.embedding, device=o.device, num_threads=o.num_threads)
+            if embedder.dim != C.N_EXPR:
+                raise ConfigError(
+                    f"{o.embedding.weights or 'shipped weights'}: the expression model gives "
+                    f"{embedder.dim}-d embeddings; the table has {C.N_EXPR} expr_* columns"
+                )
+            self.stages.append(embedder)
 
     def _frontend(self, mode: RunningMode) -> FaceFrontEnd:
         fe = self._frontends.get(mode)
@@ -203,33 +250,39 @@ class Analyzer:
         fe.reset()
         o = self.options
         frames = iter_frames(source, every=o.every, fps=o.fps, start=o.start, end=o.end)
-        if self._fitter is None:
+        if not self.stages:
             for frame in frames:
                 yield frame, fe.process(frame)
             return
-        # Blendshape fitting works on chunks of frames, so a tracked face's frames are fitted
-        # together (shared identity, temporal prior) while memory stays bounded.
-        self._fitter.reset()
+        # The stages work on chunks of frames: a tracked face's frames are fitted together
+        # (shared identity, temporal prior) and the faces of many frames are embedded in batches,
+        # while memory stays bounded.
+        for stage in self.stages:
+            stage.reset()
         tracked = mode is not RunningMode.IMAGE
+        # A live stream is not held back for the embedding alone (a chunk is about 1 s of
+        # webcam); the fitter keeps its chunks, whose temporal prior needs them.
+        size = _CHUNK if mode is RunningMode.VIDEO or self.options.blendshapes == "fit" else 1
+        size = size if tracked else 1
         chunk: list[tuple[Frame, FrameResult]] = []
         try:
             for frame in frames:
                 chunk.append((frame, fe.process(frame)))
-                if len(chunk) >= (_FIT_CHUNK if tracked else 1):
-                    yield from self._fit_chunk(chunk, tracked)
+                if len(chunk) >= size:
+                    yield from self._run_chunk(chunk, tracked)
                     chunk = []
         except DamagedInputError:  # raised after the last good frame: deliver those, then raise
             if chunk:
-                yield from self._fit_chunk(chunk, tracked)
+                yield from self._run_chunk(chunk, tracked)
             raise
         if chunk:
-            yield from self._fit_chunk(chunk, tracked)
+            yield from self._run_chunk(chunk, tracked)
 
-    def _fit_chunk(
+    def _run_chunk(
         self, chunk: list[tuple[Frame, FrameResult]], tracked: bool
     ) -> Iterator[tuple[Frame, FrameResult]]:
-        fitted = self._fitter.process([r for _, r in chunk], tracked=tracked)
-        for (frame, _), result in zip(chunk, fitted, strict=True):
+        done = run_stages(self.stages, [r for _, r in chunk], tracked=tracked)
+        for (frame, _), result in zip(chunk, done, strict=True):
             yield frame, result
 
     def analyze_image(self, image: np.ndarray | str | Path) -> FrameResult:
@@ -240,7 +293,10 @@ class Analyzer:
                     f"image must be an (H, W, 3) uint8 RGB array, got {image.shape} {image.dtype}"
                 )
             fe = self._frontend(RunningMode.IMAGE)
-            return fe.process(Frame(image=image, source="<array>"))
+            result = fe.process(Frame(image=image, source="<array>"))
+            for stage in self.stages:
+                stage.reset()
+            return run_stages(self.stages, [result], tracked=False)[0]
         ((_, result),) = list(self.iter_results(image))
         return result
 

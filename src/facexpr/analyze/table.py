@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from facexpr.core import columns as C
+from facexpr.core.errors import ConfigError
 from facexpr.core.types import FaceResult, FrameResult
 from facexpr.io.sources import printable_path
 from facexpr.io.tables import TableFormat, format_from_path, read_table, write_table
@@ -73,6 +74,9 @@ def _fill_face(row: np.ndarray, pos: dict[str, int], face: FaceResult, groups) -
     if "aus" in groups and face.aus is not None:
         i = pos[C.GROUPS["aus"][0]]
         row[i : i + len(face.aus)] = face.aus
+    if "expr" in groups and face.embedding is not None:
+        i = pos[C.EXPR[0]]
+        row[i : i + C.N_EXPR] = face.embedding
     if "mesh" in groups and face.mesh is not None:
         for axis, names in enumerate((C.MESH_X, C.MESH_Y, C.MESH_Z)):
             i = pos[names[0]]
@@ -159,6 +163,23 @@ class ExpressionTable:
     def aus(self) -> pd.DataFrame:
         """AU intensity columns ``AUxx_r`` on the FACS 0-5 scale (empty if not computed)."""
         return self._df[[c for c in self._df.columns if c.startswith("AU") and c.endswith("_r")]]
+
+    @property
+    def embedding(self) -> pd.DataFrame:
+        """expr_00..expr_15, the unit-length expression embedding (empty if not computed)."""
+        return self._df[[c for c in C.EXPR if c in self._df.columns]]
+
+    def embedding_array(self) -> np.ndarray:
+        """Returns the expression embedding as (rows, 16) float32 (NaN where no face).
+
+        Raises:
+            ConfigError: the table has no ``expr_*`` columns (the embedding was not computed).
+        """
+        if any(c not in self._df.columns for c in C.EXPR):
+            raise ConfigError(
+                "the table has no expr_* columns: the expression embedding was not computed"
+            )
+        return self._df[list(C.EXPR)].to_numpy(np.float32)
 
     @property
     def boxes(self) -> pd.DataFrame:

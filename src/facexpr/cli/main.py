@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from facexpr import __version__
+from facexpr.cli import similar as similar_cli
 from facexpr.cli import train as train_cli
 from facexpr.core.errors import ConfigError, FacexprError
 
@@ -105,6 +106,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="'fit': ARKit blendshapes and AU intensities by fitting the ICT face model",
     )
     a.add_argument(
+        "--no-embedding",
+        action="store_true",
+        help="leave out the expression embedding (expr_00..expr_15, on by default when "
+        "expression weights are available)",
+    )
+    a.add_argument(
+        "--expression-weights",
+        metavar="PATH",
+        default=None,
+        help="expression model weights (a 'facexpr train expression' run's model.safetensors) "
+        "instead of the shipped ones",
+    )
+    a.add_argument(
+        "--embedding-runtime",
+        choices=("auto", "onnx", "torch"),
+        default="auto",
+        help="run the expression encoder under ONNX Runtime or PyTorch (default: ONNX Runtime "
+        "when installed, the faster on CPU)",
+    )
+    a.add_argument(
         "--threads",
         type=_positive_int,
         default=1,
@@ -193,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--no-head-pose", action="store_true", help="keep the avatar's head still")
 
     train_cli.add_parser(sub)
+    similar_cli.add_parser(sub)
     d = sub.add_parser("dataset", help="build and inspect training datasets (shard format)")
     dsub = d.add_subparsers(dest="dataset_command", required=True)
     b = dsub.add_parser(
@@ -270,8 +292,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     from facexpr.analyze import Analyzer, AnalyzerOptions, run_batch
+    from facexpr.analyze.embedding import EmbeddingOptions
     from facexpr.io.sources import printable_path
 
+    if args.no_embedding and args.expression_weights:
+        raise ConfigError("--no-embedding and --expression-weights contradict each other")
+    embedding = (
+        None
+        if args.no_embedding
+        else EmbeddingOptions(weights=args.expression_weights, runtime=args.embedding_runtime)
+    )
     options = AnalyzerOptions(
         detector=args.detector,
         min_face_score=args.min_face_score,
@@ -286,7 +316,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         mesh=args.mesh,
         blendshapes=args.blendshapes,
         aligned=args.aligned,
+        embedding=embedding,
     )
+    if options.embedding_note is not None and not args.quiet:
+        print(f"facexpr: note: {options.embedding_note}", file=sys.stderr)
     progress = not args.no_progress and sys.stderr.isatty()
     try:
         with Analyzer(options) as analyzer:
@@ -522,6 +555,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_animate(args)
         if args.command == "train":
             return train_cli.run(args)
+        if args.command == "similar":
+            return similar_cli.run(args)
     except FacexprError as e:
         print(f"facexpr: error: {e}", file=sys.stderr)
         return 2

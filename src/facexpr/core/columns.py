@@ -39,13 +39,17 @@ MESH_Z = tuple(f"mesh_z_{i}" for i in range(N_MESH))
 BLENDSHAPES = tuple(ARKIT_NAMES)
 FIT_RESIDUAL = "fit_residual"  # mean landmark error / inter-ocular distance of the model fit
 
+N_EXPR = 16  # width of the expression embedding (facexpr.nn.expression)
+EXPR = tuple(f"expr_{i:02d}" for i in range(N_EXPR))  # unit-length expression embedding
+
 
 def au_intensity_column(au: str) -> str:
     """Returns the column of an AU's 0-5 intensity, OpenFace style ('AU12' -> 'AU12_r')."""
     return f"{au}_r"
 
 
-# Groups, in table order. `mesh` is opt-in (1,404 columns).
+# Groups, in table order. `mesh` is opt-in (1,404 columns); `expr` is on when expression weights
+# are available (shipped, or given by path).
 GROUPS: dict[str, tuple[str, ...]] = {
     "meta": (INPUT, FRAME, FACE_ID, TIMESTAMP, CONFIDENCE, SUCCESS),
     "pose": (*POSE_T, *POSE_R),
@@ -53,6 +57,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "face": (*FACE_BOX, FACE_SCORE, *POSE_DEG, POSE_ERROR, *FRAME_SIZE),
     "mesh": (*MESH_X, *MESH_Y, *MESH_Z),
     "blendshapes": (*BLENDSHAPES, FIT_RESIDUAL),
+    "expr": EXPR,
 }
 
 DEFAULT_GROUPS = ("meta", "pose", "landmarks", "face")

@@ -103,6 +103,9 @@ class FaceResult:
             ``avatars.facs.AU_NAMES``), or None.
         fit_residual: mean landmark error / inter-ocular distance of the model fit that gave the
             blendshapes (NaN if none).
+        embedding: (16,) float32, L2-normalised expression embedding of the aligned crop
+            (``facexpr.analyze.embedding``; cosine or squared distance follows expression
+            similarity, not identity), or None when not computed.
     """
 
     box: np.ndarray
@@ -118,6 +121,7 @@ class FaceResult:
     blendshapes: np.ndarray | None = None
     aus: np.ndarray | None = None
     fit_residual: float = float("nan")
+    embedding: np.ndarray | None = None  # (16,) float32, L2-normalised
 
 
 @dataclass(frozen=True, slots=True)
