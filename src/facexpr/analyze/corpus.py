@@ -274,6 +274,7 @@ def build_dataset(
                     blendshapes="fit" if o.pseudo_labels else "none",
                     aligned=aligned,
                     device="cpu",
+                    embedding=None,  # crops and labels only; models train on the crops
                 )
             )
         return analyzers[aligned]
