@@ -23,8 +23,6 @@ CASES = corpus.all_cases()
 # Cases that still fail on the merge of the issue-16 fixes (h-env, h-media, h-data, h-gltf), with
 # whom they go to. Strict: once fixed, the XPASS fails until the entry is removed here.
 KNOWN_FAILURES = {
-    "video-gif-bomb": "h-media: the 16,000 px GIF is refused only after its first frame is "
-    "decoded (peak 1.2 GB); check the stream's size before decoding",
     "dataset-info-n-samples-5000-digits": "h-data: json.loads raises ValueError (int digit "
     "limit) for a 5,001-digit number in manifest.json: traceback",
     "synth-backgrounds-empty": "synth: --backgrounds DIR is never used (background_dir set, the "
