@@ -23,8 +23,6 @@ CASES = corpus.all_cases()
 # Cases that still fail on the merge of the issue-16 fixes (h-env, h-media, h-data, h-gltf), with
 # whom they go to. Strict: once fixed, the XPASS fails until the entry is removed here.
 KNOWN_FAILURES = {
-    "dataset-info-n-samples-5000-digits": "h-data: json.loads raises ValueError (int digit "
-    "limit) for a 5,001-digit number in manifest.json: traceback",
     "synth-backgrounds-empty": "synth: --backgrounds DIR is never used (background_dir set, the "
     "'photos' kind not), so an empty folder is accepted",
     "synth-backgrounds-png-bomb": "synth: --backgrounds unused (see synth-backgrounds-empty); "
