@@ -23,12 +23,6 @@ CASES = corpus.all_cases()
 # Cases that still fail on the merge of the issue-16 fixes (h-env, h-media, h-data, h-gltf), with
 # whom they go to. Strict: once fixed, the XPASS fails until the entry is removed here.
 KNOWN_FAILURES = {
-    "synth-backgrounds-empty": "synth: --backgrounds DIR is never used (background_dir set, the "
-    "'photos' kind not), so an empty folder is accepted",
-    "synth-backgrounds-png-bomb": "synth: --backgrounds unused (see synth-backgrounds-empty); "
-    "compose.draw_background's cv2.imread is unbounded once it is",
-    "synth-backgrounds-only-broken": "synth: --backgrounds unused (see synth-backgrounds-empty)",
-    "synth-backgrounds-fifo": "synth: --backgrounds unused (see synth-backgrounds-empty)",
     # Seen on main's tree (with h-train), skipped on trees without `facexpr train`:
     "train-config-nested-100k": "h-train: a 100,000-deep YAML config raises RecursionError: "
     "traceback",

@@ -204,6 +204,41 @@ def _check_png_complete(path: Path) -> None:
         )
 
 
+def _open_checked(p: Path) -> Image.Image:
+    """Returns the Pillow image of ``p`` opened (header only) with its sides checked."""
+    _check_file(p)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # sides checked below
+            im = Image.open(p)
+    except UnidentifiedImageError as e:
+        raise InputError(p, f"not a readable image: {e}") from e
+    except Image.DecompressionBombError as e:
+        raise InputError(
+            p, f"image too large: at most {MAX_SIDE} px per side is supported ({e})"
+        ) from e
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise InputError(p, f"not a readable image: {e}") from e
+    w, h = im.size  # from the header: nothing decoded yet
+    if max(w, h) > MAX_SIDE or min(w, h) < MIN_SIDE:
+        im.close()
+        if max(w, h) > MAX_SIDE:
+            raise InputError(p, f"image is {w}x{h} px; at most {MAX_SIDE} px per side is supported")
+        raise InputError(p, f"image is {w}x{h} px; at least {MIN_SIDE} px per side is needed")
+    return im
+
+
+def check_image(path: str | Path) -> tuple[int, int]:
+    """Returns (width, height) of the photo at ``path`` from its header, decoding no pixel.
+
+    Raises:
+        InputError: as :func:`read_image` for everything its header shows (missing, not a
+            regular file, empty, not an image, too small or too large).
+    """
+    with _open_checked(Path(path)) as im:
+        return im.size
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """Returns the photo at ``path`` as (H, W, 3) uint8 RGB, upright.
 
@@ -216,25 +251,7 @@ def read_image(path: str | Path) -> np.ndarray:
             smaller than 20 px or larger than 8000 px on a side.
     """
     p = Path(path)
-    _check_file(p)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # sides checked below
-            im = Image.open(p)
-    except UnidentifiedImageError as e:
-        raise InputError(p, f"not a readable image: {e}") from e
-    except Image.DecompressionBombError as e:
-        raise InputError(
-            p, f"image too large: at most {MAX_SIDE} px per side is supported ({e})"
-        ) from e
-    except OSError as e:
-        raise InputError(p, f"not a readable image: {e}") from e
-    with im:
-        w, h = im.size  # from the header: nothing decoded yet
-        if max(w, h) > MAX_SIDE:
-            raise InputError(p, f"image is {w}x{h} px; at most {MAX_SIDE} px per side is supported")
-        if min(w, h) < MIN_SIDE:
-            raise InputError(p, f"image is {w}x{h} px; at least {MIN_SIDE} px per side is needed")
+    with _open_checked(p) as im:
         if im.format == "PNG":
             _check_png_complete(p)
         try:
