@@ -23,11 +23,6 @@ CASES = corpus.all_cases()
 # Cases that still fail on the merge of the issue-16 fixes (h-env, h-media, h-data, h-gltf), with
 # whom they go to. Strict: once fixed, the XPASS fails until the entry is removed here.
 KNOWN_FAILURES = {
-    # Seen on main's tree (with h-train), skipped on trees without `facexpr train`:
-    "train-config-nested-100k": "h-train: a 100,000-deep YAML config raises RecursionError: "
-    "traceback",
-    "train-config-nan-lr": "h-train: optim.lr .nan passes the '> 0' check; torch's Adam raises "
-    "ValueError: traceback",
 }
 
 
