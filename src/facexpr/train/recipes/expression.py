@@ -26,7 +26,7 @@ from facexpr.nn import FACE_MEAN, FACE_STD, create_model
 from facexpr.nn.losses import triplet_accuracy, triplet_loss
 from facexpr.nn.vit import VIT_VARIANTS
 from facexpr.train.augment import FaceAugment, normalise, to_uint8_chw
-from facexpr.train.checkpoint import load_model_weights
+from facexpr.train.checkpoint import confine, load_model_weights
 from facexpr.train.config import check_number
 from facexpr.train.data import IndexedBatches
 from facexpr.train.recipe import DataSpec, Recipe
@@ -226,7 +226,8 @@ class ExpressionRecipe(Recipe):
         if m.init:
             path = Path(m.init)
             if path.is_dir():
-                path = path / "encoder.safetensors"
+                # A run folder may come from elsewhere: its file must not lead out of it.
+                path = confine(path / "encoder.safetensors", path)
             load_model_weights(model.encoder, path)
         return model
 
