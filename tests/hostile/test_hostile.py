@@ -22,7 +22,7 @@ CASES = corpus.all_cases()
 
 # Cases that still fail on the merge of the issue-16 fixes (h-env, h-media, h-data, h-gltf), with
 # whom they go to. Strict: once fixed, the XPASS fails until the entry is removed here.
-KNOWN_FAILURES = {}
+KNOWN_FAILURES: dict[str, str] = {}
 
 
 def _param(case: corpus.Case) -> object:
