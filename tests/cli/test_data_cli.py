@@ -329,3 +329,66 @@ def test_synth_overwrite_and_resume_exclude_each_other(tmp_path, capsys):
         run("synth", "--n", "2", "--out", str(tmp_path), "--overwrite", "--resume")
     assert e.value.code == 2
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_synth_backgrounds_folder_is_used_and_deterministic(media_dir, tmp_path):
+    import shutil
+
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    shutil.copy(media_dir / "free-mountain-vector-01.jpg", photos / "sub" / "mountain.jpg")
+    runs = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        argv = ["--n", "8", "--size", "64", "--seed", "5", "--backgrounds", str(photos)]
+        assert run("synth", *argv, "--out", str(out)) == 0
+        runs.append(out)
+    ma, mb = read_manifest(runs[0]), read_manifest(runs[1])
+    assert [s.sha256 for s in ma.shards] == [s.sha256 for s in mb.shards]
+    assert ma.attributes["options"]["background"] == ["solid", "gradient", "noise", "photos"]
+    kinds = [s.provenance["background"] for s in ShardDataset(runs[0])]
+    assert set(kinds) <= {"solid", "gradient", "noise", "photos"}
+    assert kinds.count("photos") >= 1
+
+
+@pytest.mark.parametrize("fill", ["empty", "fifo", "broken", "bomb"])
+def test_synth_bad_backgrounds_folder_exits_2_before_rendering(tmp_path, capsys, fill):
+    import os
+    import struct
+    import zlib
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    bad = photos
+    if fill == "fifo":
+        bad = photos / "pipe.jpg"
+        os.mkfifo(bad)
+    elif fill == "broken":
+        bad = photos / "cut.jpg"
+        bad.write_bytes(b"\xff\xd8\xff\xe0" + b"\0" * 40)
+    elif fill == "bomb":
+        bad = photos / "bomb.png"
+
+        def chunk(kind: bytes, data: bytes) -> bytes:
+            crc = struct.pack(">I", zlib.crc32(kind + data))
+            return struct.pack(">I", len(data)) + kind + data + crc
+
+        ihdr = struct.pack(">IIBBBBB", 16000, 16000, 8, 2, 0, 0, 0)
+        idat = zlib.compress(b"\0" * 1000)
+        bad.write_bytes(
+            b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+        )
+    out = tmp_path / "ds"
+    capsys.readouterr()
+    argv = ["--n", "2", "--size", "64", "--backgrounds", str(photos), "-o", str(out)]
+    assert run("synth", *argv) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err
+    assert {
+        "empty": "no images",
+        "fifo": "not a regular file (a FIFO)",
+        "broken": "not a readable image",
+        "bomb": "at most 8000 px per side",
+    }[fill] in err
+    assert "Traceback" not in err
+    assert not (out / "manifest.json").exists()

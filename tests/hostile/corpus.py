@@ -409,7 +409,15 @@ def _base_env() -> dict[str, str]:
 
 
 def _case_env(dirs: CaseDirs) -> dict[str, str]:
-    return {"FACEXPR_AUDIT_LOG": str(dirs.audit_log), "TMPDIR": str(dirs.tmp)}
+    # torch's compile caches live under the temp folder, but torch writes the path it chose into
+    # os.environ the first time (TORCHINDUCTOR_CACHE_DIR=/tmp/torchinductor_<user>); a test run
+    # that set it before the server started would make every child build an optimiser there.
+    return {
+        "FACEXPR_AUDIT_LOG": str(dirs.audit_log),
+        "TMPDIR": str(dirs.tmp),
+        "TORCHINDUCTOR_CACHE_DIR": str(dirs.tmp / "torchinductor"),
+        "TRITON_CACHE_DIR": str(dirs.tmp / "triton"),
+    }
 
 
 def _limit_child() -> None:

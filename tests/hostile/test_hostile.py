@@ -22,25 +22,7 @@ CASES = corpus.all_cases()
 
 # Cases that still fail on the merge of the issue-16 fixes (h-env, h-media, h-data, h-gltf), with
 # whom they go to. Strict: once fixed, the XPASS fails until the entry is removed here.
-KNOWN_FAILURES = {
-    "media-png-short-idat": "h-media: Pillow decodes a PNG whose IDAT holds 1 of 4000 rows "
-    "without error (exit 0); check the decoded data is complete",
-    "video-gif-bomb": "h-media: the 16,000 px GIF is refused only after its first frame is "
-    "decoded (peak 1.2 GB); check the stream's size before decoding",
-    "dataset-info-n-samples-5000-digits": "h-data: json.loads raises ValueError (int digit "
-    "limit) for a 5,001-digit number in manifest.json: traceback",
-    "synth-backgrounds-empty": "synth: --backgrounds DIR is never used (background_dir set, the "
-    "'photos' kind not), so an empty folder is accepted",
-    "synth-backgrounds-png-bomb": "synth: --backgrounds unused (see synth-backgrounds-empty); "
-    "compose.draw_background's cv2.imread is unbounded once it is",
-    "synth-backgrounds-only-broken": "synth: --backgrounds unused (see synth-backgrounds-empty)",
-    "synth-backgrounds-fifo": "synth: --backgrounds unused (see synth-backgrounds-empty)",
-    # Seen on main's tree (with h-train), skipped on trees without `facexpr train`:
-    "train-config-nested-100k": "h-train: a 100,000-deep YAML config raises RecursionError: "
-    "traceback",
-    "train-config-nan-lr": "h-train: optim.lr .nan passes the '> 0' check; torch's Adam raises "
-    "ValueError: traceback",
-}
+KNOWN_FAILURES: dict[str, str] = {}
 
 
 def _param(case: corpus.Case) -> object:

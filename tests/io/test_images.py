@@ -173,6 +173,45 @@ def test_truncated_png(tmp_path: Path) -> None:
         read_image(tmp_path / "half.png")
 
 
+def _png(path: Path, w: int, h: int, idat: bytes, color: int = 0, interlace: int = 0) -> None:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, color, 0, 0, interlace)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    )
+
+
+def test_png_with_fewer_rows_than_its_header_is_truncated(tmp_path: Path) -> None:
+    # A complete zlib stream holding 1 of 300 rows: Pillow itself fills the rest silently.
+    _png(tmp_path / "short.png", 400, 300, zlib.compress(b"\0" + b"\x80" * 1200), color=2)
+    with pytest.raises(
+        InputError, match=r"short\.png: truncated or corrupt image: .*holds 1201 of the 360300 "
+    ):
+        read_image(tmp_path / "short.png")
+
+
+@pytest.mark.parametrize("interlace", [0, 1])
+def test_png_row_count_is_exact_also_when_interlaced(tmp_path: Path, interlace: int) -> None:
+    # 37 x 29 RGB: Adam7 passes are 5x4, 5x4, 10x4, 9x8, 19x7, 18x15, 37x14 px.
+    w, h = 37, 29
+    if interlace:
+        passes = [(5, 4), (5, 4), (10, 4), (9, 8), (19, 7), (18, 15), (37, 14)]
+        raw = b"".join(b"\0" + b"\x40" * (3 * pw) for pw, ph in passes for _ in range(ph))
+    else:
+        raw = b"".join(b"\0" + b"\x40" * (3 * w) for _ in range(h))
+    _png(tmp_path / "full.png", w, h, zlib.compress(raw), color=2, interlace=interlace)
+    rgb = read_image(tmp_path / "full.png")
+    assert rgb.shape == (h, w, 3)
+    assert int(rgb.min()) == int(rgb.max()) == 0x40
+    _png(tmp_path / "cut.png", w, h, zlib.compress(raw[:-1]), color=2, interlace=interlace)
+    with pytest.raises(InputError, match=r"cut\.png: truncated or corrupt image"):
+        read_image(tmp_path / "cut.png")
+
+
 def test_too_small(tmp_path: Path) -> None:
     write_image(tmp_path / "small.png", _pattern(15, 12))
     with pytest.raises(InputError, match="image is 12x15 px; at least 20 px per side is needed"):

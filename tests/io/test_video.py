@@ -448,3 +448,37 @@ def test_writer_fits_frames_of_another_size(
     assert second[:, 28:36].mean() > 150  # the scaled frame in the middle
     assert second[:, :8].mean() < 40  # black on either side
     assert "frames of other sizes are scaled to fit" in caplog.text
+
+
+def _gif_claiming(path: Path, w: int, h: int) -> Path:
+    """Writes a 60-byte GIF whose screen and one frame claim w x h px (a decompression bomb)."""
+    import struct
+
+    head = b"GIF89a" + struct.pack("<HHBBB", w, h, 0x80, 0, 0) + b"\0\0\0\xff\xff\xff"
+    desc = b"\x2c" + struct.pack("<HHHHB", 0, 0, w, h, 0)
+    path.write_bytes(head + desc + b"\x02\x02\x4c\x01\x00" + b"\x3b")
+    return path
+
+
+def test_declared_size_is_checked_before_any_frame_is_decoded(tmp_path: Path) -> None:
+    bomb = _gif_claiming(tmp_path / "bomb.gif", 16_000, 16_000)  # 768 MB as one RGB frame
+    # probe_video used to decode the first frame (for its rotation) before any size check; the
+    # peak memory of that is checked in a child process by tests/hostile (video-gif-bomb).
+    with pytest.raises(InputError, match=r"bomb\.gif: video is 16000x16000 px; at most 8000"):
+        probe_video(bomb)
+    with pytest.raises(InputError, match=r"bomb\.gif: video is 16000x16000 px; at most 8000"):
+        VideoReader(bomb)
+
+
+def test_decoder_refuses_frames_over_max_side_squared_pixels(
+    media_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A stream whose header understates its frames: with the header check out of the way, the
+    # decoder's own max_pixels bound (MAX_SIDE**2) still refuses to allocate the frames.
+    import facexpr.io.video as video
+
+    monkeypatch.setattr(video, "MAX_SIDE", 100)
+    monkeypatch.setattr(video, "_check_sides", lambda *_: None)
+    reader = VideoReader(media_dir / "single_face.mp4")
+    with pytest.raises(InputError, match=r"single_face\.mp4: has no decodable video frame"):
+        list(reader)

@@ -136,3 +136,28 @@ def test_shipped_weights_load_offline_through_the_card(tmp_path, monkeypatch):
     with torch.no_grad():
         assert torch.equal(loaded(x), model(x))
     assert not loaded.training
+
+
+def test_fifo_and_folder_are_not_weights_files(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "pipe.safetensors")
+    with pytest.raises(ModelError, match=r"pipe\.safetensors: weights file is not a regular file"):
+        load_weights(VisionTransformer(**TINY), tmp_path / "pipe.safetensors")
+    (tmp_path / "dir.safetensors").mkdir()
+    with pytest.raises(ModelError, match=r"dir\.safetensors: weights file is not a regular file"):
+        load_weights(VisionTransformer(**TINY), tmp_path / "dir.safetensors")
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ('{"tag": ' + "7" * 5000 + "}", "digits"),
+    ],
+)
+def test_hostile_card_json_is_a_model_error(tmp_path, text, reason):
+    p = tmp_path / "card.json"
+    p.write_text(text)
+    with pytest.raises(ModelError, match=rf"card\.json: unreadable weights card \(.*{reason}"):
+        read_card(p)

@@ -42,3 +42,12 @@ def test_identities_default_and_backgrounds() -> None:
     assert SynthOptions(n=10_000).identities == 200
     assert SynthOptions(n=10).identities == 1
     assert SynthOptions(background="noise").backgrounds == ("noise",)
+
+
+def test_background_dir_without_the_photos_kind_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="background_dir is given but 'photos' is not one of"):
+        SynthOptions(background_dir="photos/")
+    assert SynthOptions(background=("noise", "photos"), background_dir="p").backgrounds == (
+        "noise",
+        "photos",
+    )

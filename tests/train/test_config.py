@@ -126,3 +126,83 @@ def test_recipes_by_name_and_path():
         get_recipe("nowhere:X")
     with pytest.raises(ConfigError, match=r"is not a facexpr\.train\.recipe\.Recipe"):
         get_recipe("tiny_recipe:TinyModelConfig")
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("optim:\n  lr: .nan\n", "optim.lr"),
+        ("optim:\n  lr: .inf\n", "optim.lr"),
+        ("optim:\n  weight_decay: .nan\n", "optim.weight_decay"),
+        ("optim:\n  grad_clip: -.inf\n", "optim.grad_clip"),
+        ("optim:\n  betas: [.nan, 0.9]\n", r"optim.betas\[0\]"),
+        ("schedule:\n  min_lr_ratio: .nan\n", "schedule.min_lr_ratio"),
+        ("model:\n  noise: .nan\n", "model.noise"),
+        ("optim:\n  lr: nan\n", "optim.lr"),  # a string float() reads
+    ],
+)
+def test_nan_and_infinite_floats_are_refused_naming_file_and_key(tmp_path, text, key):
+    with pytest.raises(ConfigError, match=rf"cfg\.yaml: key '{key}' must be a finite number"):
+        _load(_write(tmp_path, text))
+
+
+def test_set_nan_is_refused_and_dataclasses_check_finiteness_themselves():
+    with pytest.raises(ConfigError, match=r"--set: key 'optim\.lr' must be a finite number"):
+        _load(None, ["optim.lr=.nan"])
+    nan = float("nan")
+    with pytest.raises(ConfigError, match=r"optim\.lr must be a finite number > 0, got nan"):
+        OptimConfig(lr=nan)
+    with pytest.raises(ConfigError, match=r"optim\.grad_clip must be a finite number >= 0"):
+        OptimConfig(grad_clip=nan)
+    with pytest.raises(ConfigError, match=r"optim\.weight_decay must be >= 0, got -1"):
+        OptimConfig(weight_decay=-1.0)
+
+
+def test_recipe_floats_are_checked_for_finiteness():
+    from facexpr.train.recipes.expression import ExpressionDataConfig, TripletSourceConfig
+    from facexpr.train.recipes.mae import MAEDataConfig, MAEModelConfig
+
+    nan = float("nan")
+    with pytest.raises(ConfigError, match=r"model\.mask_ratio must be a finite number > 0"):
+        MAEModelConfig(mask_ratio=nan)
+    with pytest.raises(ConfigError, match=r"model\.drop_path_rate must be >= 0 and < 1"):
+        MAEModelConfig(drop_path_rate=1.5)
+    with pytest.raises(ConfigError, match=r"data\.weights\[1\] must be a finite number > 0"):
+        MAEDataConfig(shards=["a", "b"], weights=[1.0, float("inf")])
+    with pytest.raises(ConfigError, match=r"data\.margins\.\w+ must be a finite number >= 0"):
+        ExpressionDataConfig(margins={"rig": nan})
+    with pytest.raises(ConfigError, match=r"'rig' pos_max must be a finite number > 0"):
+        TripletSourceConfig(kind="rig", datasets=["d"], pos_max=nan)
+
+
+def test_deeply_nested_yaml_is_a_config_error_naming_the_file(tmp_path):
+    p = _write(tmp_path, "optim: " + "[" * 100_000 + "]" * 100_000 + "\n")
+    with pytest.raises(ConfigError, match=r"cfg\.yaml: nested more than 50 levels deep"):
+        _load(p)
+    p = _write(tmp_path, "a:\n" + "".join(" " * i + f"k{i}:\n" for i in range(1, 300)))
+    with pytest.raises(ConfigError, match=r"cfg\.yaml: nested more than 50 levels deep"):
+        _load(p)
+
+
+def test_yaml_alias_bomb_is_refused(tmp_path):
+    lines = ['a0: &a0 ["x", "x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    p = _write(tmp_path, "\n".join(lines) + "\n")  # 10^9 strings once expanded
+    with pytest.raises(ConfigError, match=r"cfg\.yaml: expands to more than 100000 values"):
+        _load(p)
+    with pytest.raises(ConfigError, match=r"--set optim\.betas: expands to more than"):
+        _load(None, ["optim.betas=" + "[" + ", ".join(["&b [1, 2, 3]"] + ["*b"] * 40_000) + "]"])
+
+
+def test_config_file_that_is_a_fifo_or_too_big_is_refused(tmp_path):
+    import os
+
+    fifo = tmp_path / "pipe.yaml"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match=r"pipe\.yaml: config file is not a regular file"):
+        _load(fifo)
+    big = _write(tmp_path, "# " + "x" * (1 << 20) + "\n")
+    with pytest.raises(ConfigError, match=r"cfg\.yaml: config file is larger than 1048576 bytes"):
+        _load(big)
+    with pytest.raises(ConfigError, match=r"nope\.yaml: config file not found"):
+        _load(tmp_path / "nope.yaml")

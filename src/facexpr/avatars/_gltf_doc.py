@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import os
 import re
 import stat
@@ -33,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from facexpr.core.errors import InputError
+from facexpr.io._checks import BadJSON, loads_json
 
 _COMPONENT = {
     5120: np.int8, 5121: np.uint8, 5122: np.int16, 5123: np.uint16, 5125: np.uint32,
@@ -163,10 +163,8 @@ class GltfDoc:
                 self.fail(f"the JSON is more than {limits.json_bytes} bytes")
             text = data
         try:
-            doc = json.loads(text.decode("utf-8-sig"), parse_constant=_reject_constant)
-        except RecursionError:
-            self.fail("cannot parse glTF (JSON nested too deeply)")
-        except (UnicodeDecodeError, ValueError) as e:
+            doc = loads_json(text.removeprefix(b"\xef\xbb\xbf"), parse_constant=_reject_constant)
+        except BadJSON as e:
             self.fail(f"cannot parse glTF ({e})")
         if not isinstance(doc, dict):
             self.fail("cannot parse glTF (the JSON is not an object)")

@@ -10,6 +10,7 @@ import errno
 import json
 import os
 import stat
+import sys
 from pathlib import Path
 from typing import IO, Any
 
@@ -25,6 +26,33 @@ def kind(value: Any) -> str:
     )
 
 
+class BadJSON(ValueError):
+    """Text that :func:`loads_json` cannot parse; ``str()`` says why in user words."""
+
+
+def loads_json(raw: bytes | str, **options: Any) -> Any:
+    """Returns ``json.loads(raw)`` for untrusted text, every failure raised as :class:`BadJSON`.
+
+    Besides syntax errors this covers what ``json.loads`` raises on hostile input but not as a
+    ``JSONDecodeError``: bytes that are not UTF-8, nesting deep enough to exhaust the stack
+    (``RecursionError``), and integers longer than Python's int-conversion digit limit
+    (``ValueError``). ``options`` go to ``json.loads`` (e.g. ``parse_constant``).
+    """
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes | bytearray) else raw
+        return json.loads(text, **options)
+    except UnicodeDecodeError as e:
+        raise BadJSON(f"not UTF-8 text ({e})") from None
+    except json.JSONDecodeError as e:
+        raise BadJSON(str(e)) from None
+    except RecursionError:
+        raise BadJSON("nested too deeply") from None
+    except ValueError as e:
+        if "digits" in str(e):
+            raise BadJSON(f"a number has more than {sys.get_int_max_str_digits()} digits") from None
+        raise BadJSON(str(e)) from None
+
+
 def read_json_file(path: Path, what: str) -> Any:
     """Returns the parsed JSON of a regular file of at most MAX_JSON_FILE_BYTES."""
     try:
@@ -35,11 +63,9 @@ def read_json_file(path: Path, what: str) -> Any:
     if len(raw) > MAX_JSON_FILE_BYTES:
         raise InputError(path, f"{what} is larger than {MAX_JSON_FILE_BYTES} bytes; refused")
     try:
-        return json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InputError(path, f"corrupt {what}, not valid JSON ({e})") from e
-    except RecursionError:
-        raise InputError(path, f"corrupt {what}, not valid JSON (nested too deeply)") from None
+        return loads_json(raw)
+    except BadJSON as e:
+        raise InputError(path, f"corrupt {what}, not valid JSON ({e})") from None
 
 
 def open_regular(path: Path, what: str = "file", follow: bool = True) -> IO[bytes]:

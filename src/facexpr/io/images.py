@@ -10,7 +10,9 @@ from __future__ import annotations
 import logging
 import os
 import stat
+import struct
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -113,6 +115,130 @@ def _to_rgb8(im: Image.Image) -> np.ndarray:
     return np.asarray(im, dtype=np.uint8)
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+# Adam7 passes: (x0, y0, dx, dy).
+_ADAM7 = (
+    (0, 0, 8, 8),
+    (4, 0, 8, 8),
+    (0, 4, 4, 8),
+    (2, 0, 4, 4),
+    (0, 2, 2, 4),
+    (1, 0, 2, 2),
+    (0, 1, 1, 2),
+)
+
+
+def _png_data_bytes(w: int, h: int, depth: int, color: int, interlace: int) -> int:
+    """Returns the size of a PNG's decompressed IDAT stream (filter bytes included)."""
+    bits = _PNG_CHANNELS.get(color, 4) * depth
+
+    def rows(pw: int, ph: int) -> int:
+        return 0 if pw == 0 or ph == 0 else ph * (1 + (pw * bits + 7) // 8)
+
+    if interlace != 1:
+        return rows(w, h)
+    return sum(
+        rows((w - x0 + dx - 1) // dx if w > x0 else 0, (h - y0 + dy - 1) // dy if h > y0 else 0)
+        for x0, y0, dx, dy in _ADAM7
+    )
+
+
+def _check_png_complete(path: Path) -> None:
+    """Checks that a PNG's IDAT data decompresses to every row its header declares.
+
+    Pillow accepts a zlib stream that ends early and leaves the missing rows blank (no error,
+    whatever ``LOAD_TRUNCATED_IMAGES`` says), so a 4000 x 4000 header with one row of data would
+    be analysed as a blank photo. The stream is inflated in 1 MiB steps and only counted, so this
+    costs no memory.
+
+    Raises:
+        InputError: the pixel data is shorter than the header says, or the chunks are cut off.
+    """
+    with open(path, "rb") as fh:
+        if fh.read(8) != _PNG_SIGNATURE:
+            return  # not a PNG after all; Pillow's own checks apply
+        expected: int | None = None
+        inflater = zlib.decompressobj()
+        got = 0
+        while True:
+            head = fh.read(8)
+            if len(head) < 8:
+                break
+            length, ctype = struct.unpack(">I4s", head)
+            if ctype == b"IHDR" and expected is None:
+                ihdr = fh.read(length)
+                if len(ihdr) < 13:
+                    break
+                w, h, depth, color, _, _, interlace = struct.unpack(">IIBBBBB", ihdr[:13])
+                expected = _png_data_bytes(w, h, depth, color, interlace)
+                fh.seek(4, os.SEEK_CUR)
+                continue
+            if ctype == b"IDAT":
+                left = length
+                while left > 0 and got < (expected or 0):
+                    data = fh.read(min(left, 1 << 20))
+                    if not data:
+                        break
+                    left -= len(data)
+                    try:
+                        while data and got < (expected or 0):
+                            got += len(inflater.decompress(data, 1 << 20))
+                            data = inflater.unconsumed_tail
+                    except zlib.error as e:
+                        raise InputError(path, f"truncated or corrupt image: {e}") from e
+                    if inflater.eof:
+                        break
+                if expected is not None and got >= expected:
+                    return
+                fh.seek(left + 4, os.SEEK_CUR)
+                continue
+            if ctype == b"IEND":
+                break
+            fh.seek(length + 4, os.SEEK_CUR)
+    if expected is not None and got < expected:
+        raise InputError(
+            path,
+            f"truncated or corrupt image: the PNG's pixel data holds {got} of the {expected} "
+            "bytes its header declares",
+        )
+
+
+def _open_checked(p: Path) -> Image.Image:
+    """Returns the Pillow image of ``p`` opened (header only) with its sides checked."""
+    _check_file(p)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # sides checked below
+            im = Image.open(p)
+    except UnidentifiedImageError as e:
+        raise InputError(p, f"not a readable image: {e}") from e
+    except Image.DecompressionBombError as e:
+        raise InputError(
+            p, f"image too large: at most {MAX_SIDE} px per side is supported ({e})"
+        ) from e
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise InputError(p, f"not a readable image: {e}") from e
+    w, h = im.size  # from the header: nothing decoded yet
+    if max(w, h) > MAX_SIDE or min(w, h) < MIN_SIDE:
+        im.close()
+        if max(w, h) > MAX_SIDE:
+            raise InputError(p, f"image is {w}x{h} px; at most {MAX_SIDE} px per side is supported")
+        raise InputError(p, f"image is {w}x{h} px; at least {MIN_SIDE} px per side is needed")
+    return im
+
+
+def check_image(path: str | Path) -> tuple[int, int]:
+    """Returns (width, height) of the photo at ``path`` from its header, decoding no pixel.
+
+    Raises:
+        InputError: as :func:`read_image` for everything its header shows (missing, not a
+            regular file, empty, not an image, too small or too large).
+    """
+    with _open_checked(Path(path)) as im:
+        return im.size
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """Returns the photo at ``path`` as (H, W, 3) uint8 RGB, upright.
 
@@ -125,25 +251,9 @@ def read_image(path: str | Path) -> np.ndarray:
             smaller than 20 px or larger than 8000 px on a side.
     """
     p = Path(path)
-    _check_file(p)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # sides checked below
-            im = Image.open(p)
-    except UnidentifiedImageError as e:
-        raise InputError(p, f"not a readable image: {e}") from e
-    except Image.DecompressionBombError as e:
-        raise InputError(
-            p, f"image too large: at most {MAX_SIDE} px per side is supported ({e})"
-        ) from e
-    except OSError as e:
-        raise InputError(p, f"not a readable image: {e}") from e
-    with im:
-        w, h = im.size  # from the header: nothing decoded yet
-        if max(w, h) > MAX_SIDE:
-            raise InputError(p, f"image is {w}x{h} px; at most {MAX_SIDE} px per side is supported")
-        if min(w, h) < MIN_SIDE:
-            raise InputError(p, f"image is {w}x{h} px; at least {MIN_SIDE} px per side is needed")
+    with _open_checked(p) as im:
+        if im.format == "PNG":
+            _check_png_complete(p)
         try:
             if getattr(im, "n_frames", 1) > 1:
                 im.seek(0)

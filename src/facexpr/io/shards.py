@@ -39,7 +39,6 @@ module does not import torch; :class:`ShardReader` is the same reader without to
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import struct
@@ -54,12 +53,14 @@ import numpy as np
 
 from facexpr.core.errors import ConfigError, InputError
 from facexpr.io._checks import (
+    BadJSON,
     Problem,
     check_int,
     check_list,
     check_obj,
     check_str,
     kind,
+    loads_json,
     open_regular,
     read_json_file,
 )
@@ -552,11 +553,9 @@ def _parse_meta(path: Path, key: str, parts: dict[str, bytes]) -> dict[str, Any]
         raise InputError(path, f"sample '{key}' lacks its .png or .json member")
     where = f"{path}:{key}.json"
     try:
-        meta = json.loads(parts["json"])
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InputError(where, f"sample '{key}': corrupt JSON ({e})") from e
-    except RecursionError:
-        raise InputError(where, f"sample '{key}': corrupt JSON (nested too deeply)") from None
+        meta = loads_json(parts["json"])
+    except BadJSON as e:
+        raise InputError(where, f"sample '{key}': corrupt JSON ({e})") from None
     if not isinstance(meta, dict):
         raise InputError(where, f"sample '{key}': must be a JSON object, got {kind(meta)}")
     if "key" in meta and meta["key"] != key:

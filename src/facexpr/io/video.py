@@ -114,10 +114,22 @@ def _open(path: Path) -> av.container.InputContainer:
 
 
 def _video_stream(container: av.container.InputContainer, path: Path) -> av.VideoStream:
+    """Returns the first video stream, its decoder bounded to MAX_SIDE**2 pixels a frame."""
     if not container.streams.video:
         container.close()
         raise InputError(path, "has no video stream (audio only?)")
-    return container.streams.video[0]
+    vs = container.streams.video[0]
+    # FFmpeg refuses to allocate a picture over max_pixels, so a stream whose frames are larger
+    # than its header said cannot make the decoder allocate more than one MAX_SIDE x MAX_SIDE frame.
+    vs.codec_context.options = {**vs.codec_context.options, "max_pixels": str(MAX_SIDE * MAX_SIDE)}
+    return vs
+
+
+def _check_sides(path: Path, w: int, h: int) -> None:
+    if max(w, h) > MAX_SIDE:
+        raise InputError(path, f"video is {w}x{h} px; at most {MAX_SIDE} px per side is supported")
+    if min(w, h) < MIN_SIDE:
+        raise InputError(path, f"video is {w}x{h} px; at least {MIN_SIDE} px per side is needed")
 
 
 def _rotation_steps(degrees: float | int | None) -> int:
@@ -131,13 +143,16 @@ def probe_video(path: str | Path) -> VideoInfo:
     """Returns the stream facts of the video at ``path``; decodes at most its first frame.
 
     Raises:
-        InputError: missing, empty, not a media file, or no video stream.
+        InputError: missing, empty, not a media file, no video stream, or a side < 20 or > 8000
+            px (checked from the stream header before any frame is decoded).
     """
     p = Path(path)
     container = _open(p)
     try:
         vs = _video_stream(container, p)
         cc = vs.codec_context
+        if cc.width > 0 and cc.height > 0:
+            _check_sides(p, int(cc.width), int(cc.height))
         fps = float(vs.average_rate) if vs.average_rate else float(vs.guessed_rate or 0)
         if vs.duration is not None and vs.time_base is not None:
             duration = float(vs.duration * vs.time_base)
@@ -156,6 +171,7 @@ def probe_video(path: str | Path) -> VideoInfo:
                 break
         except av.FFmpegError:
             pass  # the reader reports decode errors with their frame; probing only reads headers
+        _check_sides(p, int(cc.width), int(cc.height))
         audio = container.streams.audio
         return VideoInfo(
             path=str(p),
@@ -225,16 +241,7 @@ class VideoReader:
         self.fps = fps
         self.start = start
         self.end = end
-        self.info = probe_video(self.path)
-        w, h = self.info.width, self.info.height
-        if max(w, h) > MAX_SIDE:
-            raise InputError(
-                self.path, f"video is {w}x{h} px; at most {MAX_SIDE} px per side is supported"
-            )
-        if min(w, h) < MIN_SIDE:
-            raise InputError(
-                self.path, f"video is {w}x{h} px; at least {MIN_SIDE} px per side is needed"
-            )
+        self.info = probe_video(self.path)  # checks the sides
         self.frames_decoded = 0
         self.truncated = False
         self.damage: str | None = None

@@ -16,6 +16,8 @@ import difflib
 import fnmatch
 import hashlib
 import json
+import os
+import stat
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -146,8 +148,10 @@ def read_card(path: str | Path) -> WeightsCard:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as e:
         raise ModelError(f"{path}: weights card not found") from e
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, ValueError) as e:  # JSONDecodeError, UnicodeDecodeError, the digit limit
         raise ModelError(f"{path}: unreadable weights card ({e})") from e
+    except RecursionError:
+        raise ModelError(f"{path}: unreadable weights card (JSON nested too deeply)") from None
     if not isinstance(data, dict):
         raise ModelError(f"{path}: a weights card must be a JSON object")
     return card_from_dict(data, str(path))
@@ -202,8 +206,13 @@ def load_weights(
     from safetensors.torch import load_file
 
     path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"{path}: weights file not found")
+    try:
+        st = os.stat(path)
+    except OSError:
+        raise ModelError(f"{path}: weights file not found") from None
+    if not stat.S_ISREG(st.st_mode):
+        # A FIFO or device would block or stream forever in sha256/safetensors.
+        raise ModelError(f"{path}: weights file is not a regular file (a folder, FIFO or device)")
     if card is not None and card.sha256:
         got = sha256_file(path)
         if got != card.sha256:

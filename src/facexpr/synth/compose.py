@@ -16,21 +16,47 @@ from facexpr.core.errors import ConfigError, InputError
 __all__ = ["BackgroundKind", "draw_background", "list_photos"]
 
 BackgroundKind = Literal["solid", "gradient", "noise", "photos"]
-_PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 def list_photos(folder: str | Path) -> tuple[Path, ...]:
-    """Returns the sorted image files of a background folder.
+    """Returns the sorted image files of a background folder, each checked from its header.
+
+    Every file with an image suffix (:data:`facexpr.io.images.IMAGE_EXTENSIONS`, any case, in
+    subfolders too) must be a photo :func:`facexpr.io.images.read_image` accepts: a regular file
+    (never a FIFO or device), a readable image of 20-8000 px a side. Only headers are read here;
+    a photo whose pixel data is damaged is reported when it is first drawn.
 
     Raises:
-        InputError: the folder is missing or holds no images.
+        InputError: the folder is missing or not a folder, holds no images, or one of them is not
+            a usable photo (the message names it).
     """
+    from facexpr.io.images import check_image, is_image_path
+
     folder = Path(folder)
     if not folder.is_dir():
-        raise InputError(folder, "background photo folder not found")
-    photos = tuple(sorted(p for p in folder.rglob("*") if p.suffix.lower() in _PHOTO_SUFFIXES))
+        raise InputError(
+            folder,
+            "background photo folder not found"
+            if not folder.exists()
+            else "background photo folder is not a folder",
+        )
+    try:
+        photos = tuple(sorted(p for p in folder.rglob("*") if is_image_path(p)))
+    except OSError as e:
+        raise InputError(folder, f"cannot list the background photo folder ({e})") from e
     if not photos:
-        raise InputError(folder, f"no images ({', '.join(_PHOTO_SUFFIXES)}) in background folder")
+        raise InputError(
+            folder, "no images (.jpg, .jpeg, .png, .webp, .bmp, .tif) in background folder"
+        )
+    for p in photos:
+        try:
+            check_image(p)
+        except InputError as e:
+            raise InputError(
+                e.path,
+                f"{e.problem}; every image in the background folder {folder} must be a "
+                "usable photo (remove or fix this one)",
+            ) from None
     return photos
 
 
@@ -74,15 +100,17 @@ def draw_background(
     if kind == "photos":
         if not photos:
             raise ConfigError("background 'photos' needs a folder with images")
+        from facexpr.io.images import read_image
+
         path = photos[int(rng.integers(len(photos)))]
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise InputError(path, "cannot read background image")
-        h, w = bgr.shape[:2]
+        try:
+            rgb = read_image(path)  # bounded: sides checked from the header before decoding
+        except InputError as e:
+            raise InputError(e.path, f"cannot read background image: {e.problem}") from None
+        h, w = rgb.shape[:2]
         side = min(h, w) * rng.uniform(0.5, 1.0)
         y0 = rng.uniform(0, h - side)
         x0 = rng.uniform(0, w - side)
-        crop = bgr[int(y0) : int(y0 + side), int(x0) : int(x0 + side)]
-        crop = cv2.resize(crop, (width, height), interpolation=cv2.INTER_AREA)
-        return np.ascontiguousarray(crop[:, :, ::-1])
+        crop = rgb[int(y0) : int(y0 + side), int(x0) : int(x0 + side)]
+        return cv2.resize(crop, (width, height), interpolation=cv2.INTER_AREA)
     raise ConfigError(f"unknown background kind '{kind}' (solid, gradient, noise, photos)")

@@ -87,7 +87,8 @@ class SynthOptions:
         skin_tones: RGB skin albedos in [0, 1]; each random identity draws one (with a +-5%
             jitter), so a subject keeps its skin tone; default a light-to-dark range.
         background: 'solid', 'gradient', 'noise' or 'photos' (needs ``background_dir``).
-        background_dir: folder of background photos.
+        background_dir: folder of background photos (only with 'photos' among the kinds);
+            every image file in it must be a usable photo, checked before rendering starts.
         samples_per_shard: samples per shard file.
         expressions: expression mixture options.
         png_compression: zlib level 0-9 of the PNG crops.
@@ -152,6 +153,12 @@ class SynthOptions:
             )
         if "photos" in kinds and self.background_dir is None:
             raise ConfigError("SynthOptions: background 'photos' needs background_dir")
+        if self.background_dir is not None and "photos" not in kinds:
+            # A folder that is given but never drawn from was the bug of issue 16.
+            raise ConfigError(
+                "SynthOptions: background_dir is given but 'photos' is not one of the background "
+                f"kinds {kinds}; add 'photos' to background"
+            )
         if not self.skin_tones or any(
             len(c) != 3 or not all(0 <= v <= 1 for v in c) for c in self.skin_tones
         ):
@@ -435,9 +442,12 @@ def generate(
     Raises:
         ConfigError: ``out_dir`` holds a dataset and neither ``overwrite`` nor ``resume``, or
             ``resume`` with options other than those of the dataset there.
-        InputError: another run is writing into ``out_dir``.
+        InputError: another run is writing into ``out_dir``; the background photo folder is
+            missing, empty, or holds a file that is not a usable photo.
         MissingDependencyError: the renderer's packages are missing.
     """
+    if "photos" in options.backgrounds:
+        list_photos(options.background_dir)  # type: ignore[arg-type]  # a bad folder fails first
     opts = asdict(options)
     opts["expressions"] = asdict(options.expressions)
     del opts["workers"]  # does not change the data; the manifest must not depend on it

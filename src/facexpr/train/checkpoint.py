@@ -30,12 +30,14 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, load_model, save_file, save_model
 
-from facexpr.core.errors import ModelError
+from facexpr.core.errors import InputError, ModelError
+from facexpr.io._checks import BadJSON, loads_json, open_regular
 from facexpr.io._files import commit_temp, unique_temp, write_text_atomic
 
 __all__ = [
     "LATEST",
     "TrainState",
+    "confine",
     "export_weights",
     "latest_checkpoint",
     "load_checkpoint",
@@ -46,6 +48,28 @@ __all__ = [
 LATEST = "latest.json"
 FORMAT = "facexpr-checkpoint"
 VERSION = 1
+
+MAX_JSON_BYTES = 16 << 20
+"""Largest JSON file of a checkpoint read, bytes (they hold a few KB)."""
+
+
+def confine(path: Path, root: Path, what: str = "run folder") -> Path:
+    """Returns ``path`` if it (links followed) lies inside ``root``; checkpoints come from
+    folders that may have been copied from elsewhere, and a link must not make us read or show
+    a file outside them.
+
+    Raises:
+        ModelError: the path leads outside ``root`` (through a link, '..' or an absolute name).
+    """
+    try:
+        real = path.resolve()
+        inside = real.is_relative_to(root.resolve())
+    except (OSError, RuntimeError) as e:  # RuntimeError: a link loop on older Pythons
+        raise ModelError(f"{path}: cannot resolve the path ({e})") from None
+    if not inside:
+        kind = "is a link that leads" if path.is_symlink() else "leads"
+        raise ModelError(f"{path}: {kind} outside the {what} {root}; refused")
+    return path
 
 
 @dataclass
@@ -186,23 +210,34 @@ def latest_checkpoint(run_dir: str | Path) -> Path:
     Raises:
         ModelError: no checkpoint there, or ``latest.json`` unreadable (named).
     """
-    root = Path(run_dir) / "checkpoints"
+    run = Path(run_dir)
+    root = run / "checkpoints"
     latest = root / LATEST
-    if not latest.is_file():
+    if not latest.exists() and not latest.is_symlink():
         raise ModelError(f"{latest}: no checkpoint to resume from (was the run started here?)")
-    try:
-        name = json.loads(latest.read_text(encoding="utf-8"))["checkpoint"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ModelError(f"{latest}: corrupt checkpoint index ({e})") from None
-    path = root / str(name)
+    index = _load_json(confine(latest, run))
+    name = index.get("checkpoint") if isinstance(index, dict) else None
+    if not isinstance(name, str) or not name.startswith("step-") or not name[5:].isdigit():
+        raise ModelError(
+            f"{latest}: corrupt checkpoint index: 'checkpoint' must name a step-NNNNNNNN folder "
+            f"inside {root}, got {name!r}; refused"
+        )
+    path = root / name
     if not path.is_dir():
         raise ModelError(f"{latest}: names checkpoint '{name}', which is missing")
-    return path
+    return confine(path, run)
+
+
+def _check_file(path: Path) -> None:
+    """Checks that a checkpoint file exists and is a regular file (no FIFO or device)."""
+    try:
+        open_regular(path, "checkpoint file").close()
+    except InputError as e:
+        raise ModelError(str(e)) from None
 
 
 def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise ModelError(f"{path}: checkpoint file missing")
+    _check_file(path)
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
@@ -212,11 +247,18 @@ def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _load_json(path: Path) -> Any:
-    if not path.is_file():
-        raise ModelError(f"{path}: checkpoint file missing")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
+        with open_regular(path, "checkpoint file") as fh:
+            raw = fh.read(MAX_JSON_BYTES + 1)
+    except InputError as e:
+        raise ModelError(str(e)) from None
+    except OSError as e:
+        raise ModelError(f"{path}: cannot read the checkpoint file ({e.strerror})") from None
+    if len(raw) > MAX_JSON_BYTES:
+        raise ModelError(f"{path}: checkpoint file is larger than {MAX_JSON_BYTES} bytes; refused")
+    try:
+        return loads_json(raw)
+    except BadJSON as e:
         raise ModelError(f"{path}: corrupt checkpoint file, not readable JSON ({e})") from None
 
 
@@ -227,8 +269,10 @@ def load_model_weights(model: torch.nn.Module, path: str | Path) -> None:
         ModelError: the file is missing, corrupt or does not match the model (named).
     """
     path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"{path}: weights file missing")
+    try:
+        open_regular(path, "weights file").close()
+    except InputError as e:
+        raise ModelError(str(e)) from None
     try:
         # load_model (not load_file + load_state_dict) restores tied tensors save_model deduped.
         load_model(model, str(path), strict=True)
@@ -253,6 +297,10 @@ def load_checkpoint(
             processes, or weights that do not fit the model.
     """
     ckpt = Path(ckpt)
+    for name in ("state.json", "model.safetensors", "optimizer.safetensors", "optimizer.json"):
+        confine(ckpt / name, ckpt, "checkpoint folder")
+    for name in (f"rng-{rank}.safetensors", f"rng-{rank}.json"):
+        confine(ckpt / name, ckpt, "checkpoint folder")
     meta = _load_json(ckpt / "state.json")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ModelError(f"{ckpt / 'state.json'}: not a facexpr checkpoint")

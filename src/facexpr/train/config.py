@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -29,7 +30,7 @@ from typing import Any, Literal
 
 import yaml
 
-from facexpr.core.errors import ConfigError
+from facexpr.core.errors import ConfigError, InputError
 
 __all__ = [
     "OptimConfig",
@@ -37,6 +38,7 @@ __all__ = [
     "ScheduleConfig",
     "TrainConfig",
     "apply_overrides",
+    "check_number",
     "config_from_dict",
     "config_to_dict",
     "dump_config",
@@ -44,6 +46,63 @@ __all__ = [
 ]
 
 SECTIONS = ("model", "data", "optim", "schedule", "run")
+
+MAX_YAML_BYTES = 1 << 20
+"""Largest config file read, bytes (recipes are a few hundred bytes)."""
+
+MAX_YAML_DEPTH = 50
+"""Deepest nesting of mappings and lists accepted in a config file."""
+
+MAX_YAML_NODES = 100_000
+"""Most values a config file may expand to, aliases counted each time they are used."""
+
+
+def check_number(
+    name: str,
+    value: float,
+    *,
+    gt: float | None = None,
+    ge: float | None = None,
+    lt: float | None = None,
+    le: float | None = None,
+) -> None:
+    """Checks that a config number is finite and inside its bounds.
+
+    NaN compares false with everything, so ``value <= 0`` alone lets ``.nan`` through; every
+    float option of a config is checked here instead.
+
+    Args:
+        name: the dotted key, for the message (``optim.lr``).
+        value: the number.
+        gt: exclusive lower bound. ge: inclusive lower bound.
+        lt: exclusive upper bound. le: inclusive upper bound.
+
+    Raises:
+        ConfigError: NaN, infinite, or out of bounds (the message gives the range).
+    """
+    parts = []
+    if gt is not None:
+        parts.append(f"> {gt:g}")
+    if ge is not None:
+        parts.append(f">= {ge:g}")
+    if lt is not None:
+        parts.append(f"< {lt:g}")
+    if le is not None:
+        parts.append(f"<= {le:g}")
+    ok = (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and (gt is None or value > gt)
+        and (ge is None or value >= ge)
+        and (lt is None or value < lt)
+        and (le is None or value <= le)
+    )
+    if not ok:
+        rng = " and ".join(parts)
+        finite = isinstance(value, int | float) and math.isfinite(value)
+        what = rng if finite and rng else f"a finite number{' ' + rng if rng else ''}"
+        raise ConfigError(f"{name} must be {what}, got {value!r}")
 
 
 @dataclass
@@ -67,14 +126,11 @@ class OptimConfig:
     accumulate: int = 1
 
     def __post_init__(self) -> None:
-        if self.lr <= 0:
-            raise ConfigError(f"optim.lr must be > 0, got {self.lr}")
-        if self.weight_decay < 0:
-            raise ConfigError(f"optim.weight_decay must be >= 0, got {self.weight_decay}")
-        if not all(0 <= b < 1 for b in self.betas):
-            raise ConfigError(f"optim.betas must lie in [0, 1), got {self.betas}")
-        if self.grad_clip < 0:
-            raise ConfigError(f"optim.grad_clip must be >= 0 (0: off), got {self.grad_clip}")
+        check_number("optim.lr", self.lr, gt=0)
+        check_number("optim.weight_decay", self.weight_decay, ge=0)
+        for i, b in enumerate(self.betas):
+            check_number(f"optim.betas[{i}]", b, ge=0, lt=1)
+        check_number("optim.grad_clip", self.grad_clip, ge=0)  # 0: off
         if self.accumulate < 1:
             raise ConfigError(f"optim.accumulate must be >= 1, got {self.accumulate}")
 
@@ -96,8 +152,7 @@ class ScheduleConfig:
     def __post_init__(self) -> None:
         if self.warmup_steps < 0:
             raise ConfigError(f"schedule.warmup_steps must be >= 0, got {self.warmup_steps}")
-        if not 0 <= self.min_lr_ratio <= 1:
-            raise ConfigError(f"schedule.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        check_number("schedule.min_lr_ratio", self.min_lr_ratio, ge=0, le=1)
 
 
 @dataclass
@@ -230,13 +285,18 @@ def _coerce(tp: Any, value: Any, key: str, where: str) -> Any:
         raise bad()
     if tp is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
+            number = float(value)
+        elif isinstance(value, str):
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 raise bad() from None
-        raise bad()
+        else:
+            raise bad()
+        if not math.isfinite(number):
+            # No option of a training config means anything as NaN or infinity.
+            raise ConfigError(f"{where}: key '{key}' must be a finite number, got {value!r}")
+        return number
     if tp is str:
         if isinstance(value, str):
             return value
@@ -301,17 +361,86 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
     return plain(cfg)
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """Returns how many values ``node`` stands for with every alias expanded (memoised)."""
+    key = id(node)
+    if key in sizes:
+        if sizes[key] < 0:
+            raise ValueError("an alias refers to the value that contains it")
+        return sizes[key]
+    sizes[key] = -1
+    if isinstance(node, yaml.SequenceNode):
+        n = 1 + sum(_expanded_size(c, sizes) for c in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        n = 1 + sum(_expanded_size(k, sizes) + _expanded_size(v, sizes) for k, v in node.value)
+    else:
+        n = 1
+    sizes[key] = min(n, MAX_YAML_NODES + 1)
+    return sizes[key]
+
+
+def _safe_yaml(text: str, where: str) -> Any:
+    """Returns ``yaml.safe_load(text)``, bounded for untrusted text.
+
+    The nesting depth is checked on the event stream first (the composer recurses once a level,
+    so 100,000 levels would exhaust the stack), then the composed document's size with every
+    alias expanded (a few lines of nested aliases, the "billion laughs", stand for 10^9 values
+    that later code would walk).
+
+    Raises:
+        ConfigError: not valid YAML, nested deeper than MAX_YAML_DEPTH, or more than
+            MAX_YAML_NODES values once aliases are expanded.
+    """
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: cannot read the config file ({e})") from None
-    try:
-        data = yaml.safe_load(text)
+        depth = 0
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent):
+                depth += 1
+                if depth > MAX_YAML_DEPTH:
+                    raise ConfigError(
+                        f"{where}: nested more than {MAX_YAML_DEPTH} levels deep; refused"
+                    )
+            elif isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
+                depth -= 1
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                return None
+            if _expanded_size(node, {}) > MAX_YAML_NODES:
+                raise ConfigError(
+                    f"{where}: expands to more than {MAX_YAML_NODES} values (aliases counted "
+                    "each time they are used); refused"
+                )
+            return loader.construct_document(node)
+        finally:
+            loader.dispose()
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+        raise ConfigError(f"{where}: not valid YAML ({e})") from None
+    except ValueError as e:
+        raise ConfigError(f"{where}: not valid YAML ({e})") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: not valid YAML (nested too deeply)") from None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    from facexpr.io._checks import open_regular
+
+    try:
+        with open_regular(path, "config file") as fh:
+            raw = fh.read(MAX_YAML_BYTES + 1)
+    except InputError as e:
+        problem = "config file not found" if e.problem.endswith("is missing") else e.problem
+        raise ConfigError(f"{path}: {problem}") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the config file ({e.strerror})") from None
+    if len(raw) > MAX_YAML_BYTES:
+        raise ConfigError(f"{path}: config file is larger than {MAX_YAML_BYTES} bytes; refused")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: cannot read the config file ({e})") from None
+    data = _safe_yaml(text, str(path))
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -365,10 +494,7 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str], schema: type
         if _is_text(tp) and text != "null":
             value: Any = text
         else:
-            try:
-                value = yaml.safe_load(text) if text else ""
-            except yaml.YAMLError as e:
-                raise ConfigError(f"--set {key}: cannot read {text!r} ({e})") from None
+            value = _safe_yaml(text, f"--set {key}") if text else ""
         node = out
         parts = key.split(".")
         for part in parts[:-1]:

@@ -14,7 +14,6 @@ are reproducible. Images are resized to one ``size`` (FER+ is stored at 48 px, c
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import tarfile
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from facexpr.core.errors import ConfigError, InputError
+from facexpr.io._checks import BadJSON, loads_json
 from facexpr.io.shards import LabelField, Manifest, Sample, decode_png, read_manifest
 
 log = logging.getLogger(__name__)
@@ -117,9 +117,9 @@ class ShardIndex:
             if key not in pngs:
                 raise InputError(path, f"sample '{key}' lacks its .png member")
             try:
-                meta = json.loads(raw)
-            except json.JSONDecodeError as e:
-                raise InputError(path, f"sample '{key}': corrupt JSON ({e})") from e
+                meta = loads_json(raw)
+            except BadJSON as e:
+                raise InputError(path, f"sample '{key}': corrupt JSON ({e})") from None
             subject = str(meta.get("subject_id", ""))
             if keep is not None and subject not in keep:
                 continue

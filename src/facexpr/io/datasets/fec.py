@@ -18,7 +18,6 @@ local file by its basename, or through a mapping file (CSV ``url,file`` or JSON 
 from __future__ import annotations
 
 import csv
-import json
 import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 
 from facexpr.core.errors import ConfigError, InputError
+from facexpr.io._checks import BadJSON, loads_json
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +187,10 @@ def read_mapping(path: str | Path) -> dict[str, str]:
         raise InputError(p, "FEC image mapping file not found")
     try:
         if p.suffix.lower() == ".json":
-            data = json.loads(p.read_text("utf-8"))
+            try:
+                data = loads_json(p.read_bytes())
+            except BadJSON as e:
+                raise InputError(p, f"mapping JSON is not valid JSON ({e})") from None
             if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
                 raise InputError(p, "mapping JSON must be an object {url: file name}")
             return dict(data)
@@ -196,7 +199,7 @@ def read_mapping(path: str | Path) -> dict[str, str]:
             if not {"url", "file"} <= set(reader.fieldnames or []):
                 raise InputError(p, "mapping CSV needs the columns 'url' and 'file'")
             return {r["url"]: r["file"] for r in reader}
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, csv.Error) as e:
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise InputError(p, f"unreadable FEC image mapping ({e})") from e
 
 

@@ -26,7 +26,8 @@ from facexpr.nn import FACE_MEAN, FACE_STD, create_model
 from facexpr.nn.losses import triplet_accuracy, triplet_loss
 from facexpr.nn.vit import VIT_VARIANTS
 from facexpr.train.augment import FaceAugment, normalise, to_uint8_chw
-from facexpr.train.checkpoint import load_model_weights
+from facexpr.train.checkpoint import confine, load_model_weights
+from facexpr.train.config import check_number
 from facexpr.train.data import IndexedBatches
 from facexpr.train.recipe import DataSpec, Recipe
 from facexpr.train.triplets import (
@@ -118,6 +119,12 @@ class TripletSourceConfig:
             raise ConfigError(
                 f"data.sources '{self.kind}': n must be >= 1, eval_n >= 0 and ratio > 0"
             )
+        check_number(f"data.sources '{self.kind}' ratio", self.ratio, gt=0)
+        if self.pos_max is not None:
+            check_number(f"data.sources '{self.kind}' pos_max", self.pos_max, gt=0)
+        if self.margin is not None:
+            check_number(f"data.sources '{self.kind}' margin", self.margin, ge=0)
+        check_number(f"data.sources '{self.kind}' min_agreement", self.min_agreement, ge=0, le=1)
         if self.kind == "fec" and not (self.fec_csv and self.fec_images):
             raise ConfigError("data.sources 'fec' needs fec_csv and fec_images")
         if self.kind != "fec" and not self.datasets:
@@ -151,8 +158,7 @@ class ExpressionDataConfig:
     eval_triplets: int = 2000
 
     def __post_init__(self) -> None:
-        if not 0 <= self.test_share < 1:
-            raise ConfigError(f"data.test_share must be in [0, 1), got {self.test_share}")
+        check_number("data.test_share", self.test_share, ge=0, lt=1)
         if self.n_per_epoch < 0:
             raise ConfigError(f"data.n_per_epoch must be >= 0, got {self.n_per_epoch}")
         known = {t.name.lower() for t in TripletType}
@@ -161,8 +167,8 @@ class ExpressionDataConfig:
             raise ConfigError(
                 f"data.margins: unknown triplet type '{bad[0]}' (known: {', '.join(sorted(known))})"
             )
-        if any(m < 0 for m in self.margins.values()):
-            raise ConfigError(f"data.margins must be >= 0, got {self.margins}")
+        for name, m in self.margins.items():
+            check_number(f"data.margins.{name}", m, ge=0)
 
 
 def _build_source(
@@ -220,7 +226,8 @@ class ExpressionRecipe(Recipe):
         if m.init:
             path = Path(m.init)
             if path.is_dir():
-                path = path / "encoder.safetensors"
+                # A run folder may come from elsewhere: its file must not lead out of it.
+                path = confine(path / "encoder.safetensors", path)
             load_model_weights(model.encoder, path)
         return model
 

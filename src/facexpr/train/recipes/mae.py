@@ -26,6 +26,7 @@ from facexpr.nn import FACE_MEAN, FACE_STD, MaskedAutoencoder, create_model
 from facexpr.nn.vit import VIT_VARIANTS
 from facexpr.train.augment import FaceAugment, normalise, to_uint8_chw
 from facexpr.train.checkpoint import export_weights
+from facexpr.train.config import check_number
 from facexpr.train.data import IndexedBatches, held_out
 from facexpr.train.mixing import ShardIndex, ShardMix
 from facexpr.train.plots import write_image_grid
@@ -68,6 +69,8 @@ class MAEModelConfig:
             )
         if self.depth < 0:
             raise ConfigError(f"model.depth must be >= 0 (0: the encoder's), got {self.depth}")
+        check_number("model.drop_path_rate", self.drop_path_rate, ge=0, lt=1)
+        check_number("model.mask_ratio", self.mask_ratio, gt=0, lt=1)
 
 
 @dataclass
@@ -93,8 +96,9 @@ class MAEDataConfig:
     n_per_epoch: int = 0
 
     def __post_init__(self) -> None:
-        if not 0 <= self.val_percent < 100:
-            raise ConfigError(f"data.val_percent must be in [0, 100), got {self.val_percent}")
+        check_number("data.val_percent", self.val_percent, ge=0, lt=100)
+        for i, w in enumerate(self.weights):
+            check_number(f"data.weights[{i}]", w, gt=0)
         if self.eval_batches < 1:
             raise ConfigError(f"data.eval_batches must be >= 1, got {self.eval_batches}")
         if self.weights and len(self.weights) != len(self.shards):
