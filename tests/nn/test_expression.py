@@ -22,9 +22,26 @@ def test_embeddings_have_unit_length_and_16_dims():
 
 def test_head_without_hidden_layer():
     head = EmbeddingHead(8, dim=4, hidden_dim=None)
-    assert isinstance(head.net, torch.nn.Linear)
+    layers = list(head.net)
+    assert [type(m) for m in layers] == [torch.nn.LayerNorm, torch.nn.Linear]
     out = head(torch.randn(3, 8) * 100)
     assert torch.allclose(out.norm(dim=1), torch.ones(3), atol=1e-6)
+
+
+def test_head_separates_features_that_share_a_large_offset():
+    # Pretrained pooled features share a big common component; the LayerNorm keeps the
+    # embeddings of different faces apart instead of collapsing them onto one point.
+    torch.manual_seed(0)
+    head = EmbeddingHead(32, dim=8)
+    feats = 50.0 + 0.5 * torch.randn(16, 32)
+    out = head(feats)
+    d = torch.cdist(out, out)
+    assert d[~torch.eye(16, dtype=torch.bool)].mean() > 0.3
+
+
+def test_expression_pools_patch_tokens():
+    model = create_model("expression")
+    assert model.encoder.config.global_pool == "avg"
 
 
 def test_wrong_sizes_are_rejected():

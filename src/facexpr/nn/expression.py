@@ -108,5 +108,8 @@ def expression(
         overrides["img_size"] = img_size
     if depth is not None:
         overrides["depth"] = depth
-    vit = create_model(encoder, **overrides)
+    # Mean of the patch tokens, not the class token: MAE trains no loss through the class token,
+    # so after stage 1 it barely depends on the face (the first stage-2 run with it stayed at
+    # chance, its embeddings collapsed); MAE's own fine-tuning pools the same way.
+    vit = create_model(encoder, global_pool="avg", **overrides)
     return ExpressionEncoder(vit, EmbeddingHead(vit.embed_dim, dim, hidden_dim))

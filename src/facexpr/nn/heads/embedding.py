@@ -33,11 +33,16 @@ class EmbeddingHead(nn.Module):
         self.in_dim = in_dim
         self.dim = dim
         self.hidden_dim = hidden_dim
+        # A LayerNorm first (MAE's fc_norm): pooled features of a pretrained encoder share a large
+        # common offset, which would leave every embedding nearly the same after normalising.
         if hidden_dim is None:
-            self.net: nn.Module = nn.Linear(in_dim, dim)
+            self.net: nn.Module = nn.Sequential(nn.LayerNorm(in_dim), nn.Linear(in_dim, dim))
         else:
             self.net = nn.Sequential(
-                nn.Linear(in_dim, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, dim)
+                nn.LayerNorm(in_dim),
+                nn.Linear(in_dim, hidden_dim),
+                nn.GELU(),
+                nn.Linear(hidden_dim, dim),
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
