@@ -320,7 +320,7 @@ def main() -> None:
         trained_synth += [_resolve(p, Path(mae_dir)) for p in mcfg.data.shards]
     result["heldout_synthetic"] = {
         "dataset": str(args.heldout_synth),
-        **_check_unseen_identities(args.heldout_synth, trained_synth),
+        **_check_unseen_identities(args.heldout_synth, list(dict.fromkeys(trained_synth))),
     }
 
     sets: dict[str, tuple[object, str | None]] = {}

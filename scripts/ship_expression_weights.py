@@ -12,13 +12,17 @@ Writes into ``src/facexpr/nn/weights/``:
   at most 20 MB (it stops otherwise);
 - ``expression_<tag>.json``: its :class:`facexpr.nn.WeightsCard` (architecture, input size,
   mean/std, training data and their licences, metrics from the benchmark, sha256, the commands
-  that retrain it). ``facexpr.nn.expression`` registers every such card at import, so
-  ``create_model("expression", pretrained=True)`` loads it (``mae_triplet`` is the default tag).
+  that retrain it);
+- ``expression_<tag>.stage1.yaml`` / ``.stage2.yaml``: the two runs' resolved configs, which
+  those commands take (the data folders they name are rebuilt as ``configs/`` describes).
+
+``facexpr.nn.expression`` registers every such card at import, so
+``create_model("expression", pretrained=True)`` loads it (``mae_triplet`` is the default tag).
 
 Then it loads the shipped weights in a fresh process through ``create_model(..., pretrained=True)``
 and checks their embeddings against the run's. Afterwards run
-``scripts/record_expression_golden.py`` (the golden vector the tests compare to) and add
-``nn/weights/*.safetensors`` / ``*.json`` / ``*.npz`` to the package data.
+``scripts/record_expression_golden.py`` (the golden vector the tests compare to); the package
+data must include ``nn/weights/*.safetensors`` (``*.json``, ``*.yaml``, ``*.npz`` already are).
 """
 
 from __future__ import annotations
@@ -69,6 +73,14 @@ def _resolve(path: str, run_dir: Path) -> Path:
         if (base / p).exists():
             return base / p
     sys.exit(f"{run_dir}/config.yaml names {path}, which is not here")
+
+
+def _shown(path: Path) -> str:
+    """A path as the repository shows it (relative to the checkout when inside it)."""
+    try:
+        return str(path.resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
 
 
 def _config(run_dir: Path, recipe: str):
@@ -151,7 +163,9 @@ def main() -> None:
     sd32 = {k: v.detach().float() for k, v in model.state_dict().items()}
     half = create_model("expression", **arch)
     half.load_state_dict({k: v.half().float() for k, v in sd32.items()})
-    loss16 = float((1 - torch.nn.functional.cosine_similarity(ref, _embed(half, x))).max())
+    loss16 = float(
+        (1 - torch.nn.functional.cosine_similarity(ref.double(), _embed(half, x).double())).max()
+    )
     use16 = loss16 <= FP16_MAX_COSINE_LOSS
     tensors = {k: (v.half() if use16 and v.is_floating_point() else v) for k, v in sd32.items()}
     blob = weights_to_bytes(tensors, {"format": "pt", "dtype": "float16" if use16 else "float32"})
@@ -171,7 +185,9 @@ def main() -> None:
         mcfg = _config(mae, "mae")
         kinds = sorted({_kind(_resolve(p, mae)) for p in mcfg.data.shards})
         data.append(f"stage 1 (MAE, {mae.name}): {'; '.join(LICENCES[k] for k in kinds)}")
-        commands.append(f"facexpr train mae --config {mae}/config.yaml --out runs/{mae.name}")
+        stage1 = out_dir / f"expression_{args.tag}.stage1.yaml"
+        write_text_atomic(stage1, (mae / "config.yaml").read_text(encoding="utf-8"))
+        commands.append(f"facexpr train mae --config {_shown(stage1)} --out runs/{mae.name}")
     elif m.init:
         data.append(f"stage 1 (MAE): {m.init} (its config was not available)")
     for sc in cfg.data.sources:
@@ -179,7 +195,9 @@ def main() -> None:
         lic = "; ".join(LICENCES[k] for k in kinds) or "FEC (Google, CC BY 4.0 annotations)"
         extra = f"; {LICENCES['teacher']}" if sc.kind == "teacher" else ""
         data.append(f"stage 2 triplets '{sc.kind}': {lic}{extra}")
-    commands.append(f"facexpr train expression --config {run}/config.yaml --out runs/{run.name}")
+    stage2 = out_dir / f"expression_{args.tag}.stage2.yaml"
+    write_text_atomic(stage2, (run / "config.yaml").read_text(encoding="utf-8"))
+    commands.append(f"facexpr train expression --config {_shown(stage2)} --out runs/{run.name}")
     research = any(w in " ".join(data) for w in ("UTKFace", "FER+"))
     card = WeightsCard(
         tag=args.tag,
@@ -230,8 +248,10 @@ def main() -> None:
             got = subprocess.run(
                 [sys.executable, "-c", code, str(inp)], capture_output=True, text=True, check=True
             ).stdout.strip()
-        emb = torch.from_numpy(np.frombuffer(bytes.fromhex(got), np.float32).reshape(ref.shape))
-        worst = float((1 - torch.nn.functional.cosine_similarity(ref, emb)).max())
+        emb = torch.from_numpy(
+            np.frombuffer(bytes.fromhex(got), np.float32).reshape(ref.shape).copy()
+        )
+        worst = float((1 - torch.nn.functional.cosine_similarity(ref.double(), emb.double())).max())
         if worst > FP16_MAX_COSINE_LOSS:
             sys.exit(f"the shipped weights give other embeddings (1 - cos {worst:.2e})")
         print(
