@@ -15,8 +15,8 @@ The held-out sets (rebuild them; never commit their images):
   (``synth/engine.py``), so another seed draws other identities even where the ``ict-000NN``
   names coincide. The script checks it: it redraws the coefficient vectors of every synthetic
   dataset the run trained on (its rig sources and its MAE shards) and of this one, and stops if
-  any held-out identity is within 1e-3 of a trained one (independent N(0, I) draws lie about
-  ``sqrt(2 * 100)`` apart).
+  any held-out identity is within 1e-3 of a trained one (independent draws of the 50 N(0, 1)
+  coefficients lie about ``sqrt(2 * 50) = 10`` apart; the closest pair is reported).
 - Real teacher triplets: the run's own ``teacher`` sources, mined on the ``test`` side of the same
   subject split (``data.test_share``, ``data.split_seed`` of the run's ``config.yaml``, the rule
   of ``facexpr.train.recipes.expression``); the script rebuilds the ``train`` side too and stops
