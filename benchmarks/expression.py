@@ -7,6 +7,8 @@ Usage::
         --heldout-synth /tmp/synth_heldout [--ferplus-test /tmp/fer_test]
         [--n 1000] [--threads 1] [--out benchmarks/results/expression.json]
     python benchmarks/expression.py --pretrained ...      # the shipped weights instead of a run
+    python benchmarks/expression.py --config configs/expression_tiny.yaml --mae runs/mae_tiny ...
+        # before stage 2: the baselines only, on that config's held-out split
 
 The held-out sets (rebuild them; never commit their images):
 
@@ -65,22 +67,26 @@ Embedder = Callable[[torch.Tensor], torch.Tensor]  # (B, 3, S, S) uint8 -> (B, D
 
 
 def _load_run_config(run_dir: Path, recipe: str):
+    """A run folder's resolved config (or a config file given directly)."""
     from facexpr.train.config import load_config
     from facexpr.train.recipe import get_recipe
 
     cls = get_recipe(recipe)
-    return load_config(recipe, cls.ModelConfig, cls.DataConfig, run_dir / "config.yaml")
+    path = run_dir if run_dir.is_file() else run_dir / "config.yaml"
+    return load_config(recipe, cls.ModelConfig, cls.DataConfig, path)
 
 
-def _resolve(path: str, run_dir: Path) -> Path:
+def _resolve(path: str, run_dir: Path, required: bool = True) -> Path | None:
     """A path in a run's config: as given, else relative to the checkout the run was made in."""
     p = Path(path)
-    if p.is_absolute() or p.exists():
+    if p.exists():
         return p
     for base in (run_dir.parent.parent, REPO):
         if (base / p).exists():
             return base / p
-    sys.exit(f"{run_dir}/config.yaml names {path}, which is not here; pass it explicitly")
+    if not required:
+        return None
+    sys.exit(f"the config of {run_dir} names {path}, which is not here; pass it explicitly")
 
 
 def _embedder(model: torch.nn.Module, img_size: int, *, cosine: bool = False) -> Embedder:
@@ -246,6 +252,9 @@ def main() -> None:
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--run", type=Path, help="a finished `facexpr train expression` run")
     src.add_argument("--pretrained", action="store_true", help="the shipped weights")
+    src.add_argument(
+        "--config", type=Path, help="no trained model: the baselines on this config's split"
+    )
     ap.add_argument("--mae", type=Path, help="the stage-1 run (default: the run's model.init)")
     ap.add_argument("--heldout-synth", type=Path, required=True)
     ap.add_argument("--ferplus-test", type=Path, help="FER+ Test (or Valid) shards")
@@ -281,7 +290,7 @@ def main() -> None:
         result["model"] = f"expression.{card.tag} (shipped, sha256 {card.sha256[:12]})"
         init = ""
     else:
-        cfg = _load_run_config(args.run, "expression")
+        cfg = _load_run_config(args.run or args.config, "expression")
         m = cfg.model
         arch = {
             "encoder": m.encoder,
@@ -291,13 +300,19 @@ def main() -> None:
             **({"depth": m.depth} if m.depth else {}),
         }
         img_size = m.img_size
-        model = load_weights(create_model("expression", **arch), args.run / "model.safetensors")
-        result["model"] = f"run {args.run} (model.safetensors)"
         init = m.init
-    mae_dir = args.mae or (_resolve(init, args.run) if init else None)
+        if args.run is not None:
+            model = create_model("expression", **arch)
+            model = load_weights(model, args.run / "model.safetensors")
+            result["model"] = f"run {args.run} (model.safetensors)"
+        else:
+            model = None
+            result["model"] = f"none: baselines on the split of {args.config}"
+    where = args.run or args.config
+    mae_dir = args.mae or (_resolve(init, where) if init else None)
 
-    models: dict[str, Embedder] = {"trained": _embedder(model, img_size)}
-    if not args.no_baselines:
+    models: dict[str, Embedder] = {} if model is None else {"trained": _embedder(model, img_size)}
+    if model is None or not args.no_baselines:
         torch.manual_seed(0)
         models["baseline_random_init"] = _embedder(create_model("expression", **arch), img_size)
         if mae_dir is not None:
@@ -311,16 +326,21 @@ def main() -> None:
             )
 
     # Which synthetic datasets the run trained on (triplets or MAE pixels).
-    trained_synth: list[Path] = []
+    named: list[tuple[str, Path]] = []
     if cfg is not None:
-        for sc in cfg.data.sources:
-            trained_synth += [_resolve(p, args.run) for p in sc.datasets]
+        named += [(p, where) for sc in cfg.data.sources for p in sc.datasets]
     if mae_dir is not None and (Path(mae_dir) / "config.yaml").is_file():
         mcfg = _load_run_config(Path(mae_dir), "mae")
-        trained_synth += [_resolve(p, Path(mae_dir)) for p in mcfg.data.shards]
+        named += [(p, Path(mae_dir)) for p in mcfg.data.shards]
+    found = {p: _resolve(p, base, required=False) for p, base in named}
+    missing = sorted(p for p, f in found.items() if f is None)
+    if missing and args.run is not None:
+        sys.exit(f"the run trained on {missing}, which are not here: cannot check the held-out set")
+    trained_synth = list(dict.fromkeys(f for f in found.values() if f is not None))
     result["heldout_synthetic"] = {
         "dataset": str(args.heldout_synth),
-        **_check_unseen_identities(args.heldout_synth, list(dict.fromkeys(trained_synth))),
+        **_check_unseen_identities(args.heldout_synth, trained_synth),
+        **({"config_datasets_missing_here": missing} if missing else {}),
     }
 
     sets: dict[str, tuple[object, str | None]] = {}
@@ -332,7 +352,7 @@ def main() -> None:
     splits: dict[str, object] = {}
     if cfg is not None:
         for kind, name in (("rig", "synthetic_run_split"), ("teacher", "real_teacher_heldout")):
-            for i, (train, test, datasets) in enumerate(_sources(cfg, args.run, kind, args.n)):
+            for i, (train, test, datasets) in enumerate(_sources(cfg, where, kind, args.n)):
                 key = f"{name}_{i}" if i else name
                 sets[key] = (test, "arkit_teacher" if kind == "teacher" else None)
                 splits[key] = {
