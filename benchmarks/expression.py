@@ -100,7 +100,6 @@ def _embedder(model: torch.nn.Module, img_size: int, *, cosine: bool = False) ->
             out = model(normalise(images, FACE_MEAN, FACE_STD)).float()
         return torch.nn.functional.normalize(out, dim=1) if cosine else out
 
-    run.img_size = img_size  # type: ignore[attr-defined]
     return run
 
 

@@ -10,7 +10,6 @@ needs ``scripts/record_expression_golden.py``'s ``.golden.npz``.
 from __future__ import annotations
 
 import socket
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,7 +21,7 @@ from facexpr.nn.registry import WEIGHTS_DIR, sha256_file
 
 SHIPPED = sorted(WEIGHTS_DIR.glob("expression*.safetensors"))
 
-pytestmark = pytest.mark.skipif(
+needs_weights = pytest.mark.skipif(
     not SHIPPED,
     reason="no expression weights shipped yet in src/facexpr/nn/weights/ "
     "(ship a finished run with scripts/ship_expression_weights.py RUN_DIR)",
@@ -58,6 +57,7 @@ def _embed(model, images: np.ndarray) -> np.ndarray:
         return model((torch.from_numpy(images).float() / 255 - mean) / std).numpy()
 
 
+@needs_weights
 def test_every_shipped_file_has_a_card_that_matches_it():
     cards = {c.path().resolve(): c for c in shipped_cards()}
     for path in SHIPPED:
@@ -70,6 +70,7 @@ def test_every_shipped_file_has_a_card_that_matches_it():
             assert "research use" in card.notes
 
 
+@needs_weights
 def test_default_weights_load_offline_and_give_the_golden_embedding(offline):
     golden = WEIGHTS_DIR / f"expression_{DEFAULT_TAG}.golden.npz"
     if not golden.is_file():
@@ -93,37 +94,64 @@ def _have_renderer() -> bool:
     return True
 
 
-@pytest.mark.skipif(not _have_renderer(), reason="the renderer (moderngl) is not available")
-def test_same_expression_on_two_unseen_identities_is_closer_than_two_expressions(
-    tmp_path: Path,
-):
-    from facexpr.synth import SynthOptions, generate
-    from facexpr.train.mixing import ShardIndex, resize_square
+needs_renderer = pytest.mark.skipif(
+    not _have_renderer(), reason="the renderer (moderngl) is not available"
+)
 
-    # 12 expressions, each on 2 of 4 identities: every identity shows several expressions.
-    generate(
-        SynthOptions(n=24, size=128, seed=UNSEEN_SEED, pair_size=2, n_identities=4), tmp_path / "d"
-    )
-    ix = ShardIndex(tmp_path / "d")
-    model = _model()
-    side = next(c for c in shipped_cards() if c.tag == DEFAULT_TAG).input_size[0]
-    imgs = np.stack([resize_square(ix.image(i), side) for i in range(len(ix))])
-    emb = _embed(model, imgs.transpose(0, 3, 1, 2).copy())
-    who = np.array(ix.subject_ids)
+
+@pytest.fixture(scope="module")
+def unseen_faces(tmp_path_factory: pytest.TempPathFactory):
+    """24 faces of unseen identities: 12 expressions, each on 2 of 4 identities (so every
+    identity shows several expressions); returns (index, identity, expression group)."""
+    from facexpr.synth import SynthOptions, generate
+    from facexpr.train.mixing import ShardIndex
+
+    d = tmp_path_factory.mktemp("unseen") / "d"
+    generate(SynthOptions(n=24, size=128, seed=UNSEEN_SEED, pair_size=2, n_identities=4), d)
+    ix = ShardIndex(d)
     w, _ = ix.vectors("arkit_weights")
     expr = np.unique(np.round(w, 6), axis=0, return_inverse=True)[1].ravel()
+    return ix, np.array(ix.subject_ids), expr
+
+
+def _expression_beats_identity(emb: np.ndarray, who: np.ndarray, expr: np.ndarray) -> tuple:
+    """Returns (mean same-expression distance < mean same-identity distance, share of faces
+    whose same-expression partner (another identity) is nearer than the median of their own
+    identity's other expressions, number of such faces)."""
     d = ((emb[:, None] - emb[None]) ** 2).sum(-1)
     same_expr = (expr[:, None] == expr[None]) & (who[:, None] != who[None])
     same_id = (who[:, None] == who[None]) & (expr[:, None] != expr[None])
     assert same_expr.sum() >= 20
     assert same_id.sum() >= 20
-    assert d[same_expr].mean() < d[same_id].mean()
-    # Per face: its same-expression partner is nearer than the median of its own identity's
-    # other expressions, for most faces.
     wins = [
         d[i, same_expr[i]].min() < np.median(d[i, same_id[i]])
-        for i in range(len(ix))
+        for i in range(len(emb))
         if same_expr[i].any() and same_id[i].any()
     ]
-    assert len(wins) >= 16
-    assert np.mean(wins) > 0.5
+    return bool(d[same_expr].mean() < d[same_id].mean()), float(np.mean(wins)), len(wins)
+
+
+@needs_renderer
+def test_the_closeness_check_tells_expression_from_identity(unseen_faces):
+    # The check itself, on two known embeddings: the exact rig weights (pure expression) pass,
+    # a one-hot of the identity (pure identity) fails.
+    ix, who, expr = unseen_faces
+    w, _ = ix.vectors("arkit_weights")
+    assert _expression_beats_identity(w, who, expr) == (True, 1.0, 24)
+    onehot = (who[:, None] == np.unique(who)[None]).astype(np.float32)
+    assert _expression_beats_identity(onehot, who, expr) == (False, 0.0, 24)
+
+
+@needs_weights
+@needs_renderer
+def test_same_expression_on_two_unseen_identities_is_closer_than_two_expressions(unseen_faces):
+    from facexpr.train.mixing import resize_square
+
+    ix, who, expr = unseen_faces
+    side = next(c for c in shipped_cards() if c.tag == DEFAULT_TAG).input_size[0]
+    imgs = np.stack([resize_square(ix.image(i), side) for i in range(len(ix))])
+    emb = _embed(_model(), imgs.transpose(0, 3, 1, 2).copy())
+    closer_on_average, share, faces = _expression_beats_identity(emb, who, expr)
+    assert faces >= 16
+    assert closer_on_average
+    assert share > 0.5
