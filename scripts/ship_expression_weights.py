@@ -51,17 +51,20 @@ LICENCES = {
 }
 
 
-def _kind(dataset: Path) -> str:
+def _describe(dataset: Path) -> str:
+    """Returns a dataset's name and licence for the card (synthetic ones with seed and
+    identities, so later benchmarks can tell which identities were trained on)."""
     from facexpr.io.shards import read_manifest
 
     man = read_manifest(dataset)
     if man.created_by == "facexpr.synth.generate":
-        return "synth"
+        o = man.attributes.get("options", {})
+        n_id = o.get("n_identities") or max(1, int(o.get("n", 50)) // 50)
+        return f"{LICENCES['synth']} (seed {o.get('seed')}, {n_id} identities)"
     if "ferplus" in man.created_by:
-        return "ferplus"
-    name = json.dumps(man.attributes).lower() + str(dataset).lower()
-    if "utkface" in name:
-        return "utkface"
+        return LICENCES["ferplus"]
+    if "utkface" in (json.dumps(man.attributes) + str(dataset)).lower():
+        return LICENCES["utkface"]
     sys.exit(f"{dataset}: cannot tell which dataset this is, so not its licence; add it here")
 
 
@@ -185,16 +188,16 @@ def main() -> None:
     data, commands = [], []
     if mae is not None and (mae / "config.yaml").is_file():
         mcfg = _config(mae, "mae")
-        kinds = sorted({_kind(_resolve(p, mae)) for p in mcfg.data.shards})
-        data.append(f"stage 1 (MAE, {mae.name}): {'; '.join(LICENCES[k] for k in kinds)}")
+        kinds = sorted({_describe(_resolve(p, mae)) for p in mcfg.data.shards})
+        data.append(f"stage 1 (MAE, {mae.name}): {'; '.join(kinds)}")
         stage1 = out_dir / f"expression_{args.tag}.stage1.yaml"
         write_text_atomic(stage1, (mae / "config.yaml").read_text(encoding="utf-8"))
         commands.append(f"facexpr train mae --config {_shown(stage1)} --out runs/{mae.name}")
     elif m.init:
         data.append(f"stage 1 (MAE): {m.init} (its config was not available)")
     for sc in cfg.data.sources:
-        kinds = sorted({_kind(_resolve(p, run)) for p in sc.datasets}) if sc.datasets else []
-        lic = "; ".join(LICENCES[k] for k in kinds) or "FEC (Google, CC BY 4.0 annotations)"
+        kinds = sorted({_describe(_resolve(p, run)) for p in sc.datasets})
+        lic = "; ".join(kinds) or "FEC (Google): its annotation licence; images their owners'"
         extra = f"; {LICENCES['teacher']}" if sc.kind == "teacher" else ""
         data.append(f"stage 2 triplets '{sc.kind}': {lic}{extra}")
     stage2 = out_dir / f"expression_{args.tag}.stage2.yaml"
