@@ -255,6 +255,11 @@ def main() -> None:
         "--config", type=Path, help="no trained model: the baselines on this config's split"
     )
     ap.add_argument("--mae", type=Path, help="the stage-1 run (default: the run's model.init)")
+    ap.add_argument(
+        "--weights",
+        type=Path,
+        help="with --run: e.g. a checkpoint's (default RUN/model.safetensors)",
+    )
     ap.add_argument("--heldout-synth", type=Path, required=True)
     ap.add_argument("--ferplus-test", type=Path, help="FER+ Test (or Valid) shards")
     ap.add_argument("--n", type=int, default=1000, help="triplets per held-out set")
@@ -302,8 +307,9 @@ def main() -> None:
         init = m.init
         if args.run is not None:
             model = create_model("expression", **arch)
-            model = load_weights(model, args.run / "model.safetensors")
-            result["model"] = f"run {args.run} (model.safetensors)"
+            weights = args.weights or args.run / "model.safetensors"
+            model = load_weights(model, weights)
+            result["model"] = f"run {args.run} ({weights})"
         else:
             model = None
             result["model"] = f"none: baselines on the split of {args.config}"
