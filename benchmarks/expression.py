@@ -422,6 +422,8 @@ def main() -> None:
             "identity_share": vs.identity,
             "expression_share": vs.expression,
             "identity_share_chance": vs.chance,
+            # Mean squared distance to the mean embedding: near 0 means a collapsed embedding.
+            "total_variance": vs.total,
             "faces": vs.n,
             "identities": vs.identities,
             "expressions": vs.expressions,
