@@ -6,9 +6,12 @@ triplets) with FECNet's compact embedding (Vemulapalli and Agarwal 2019, arXiv:1
 Registered as ``expression``: ``create_model("expression")`` builds it untrained (the trainer's
 starting point), ``create_model("expression", pretrained=True)`` loads the shipped weights offline.
 
-No weights are shipped yet: ``pretrained=True`` raises a :class:`~facexpr.core.errors.ModelError`
-that names the training commands until a trained file and its sha256 are added to
-:data:`EXPRESSION_CARD` (random weights are never shipped).
+Shipped weights are a pair of files in ``nn/weights/``: ``expression_<tag>.safetensors`` and its
+card ``expression_<tag>.json`` (a :class:`WeightsCard` as JSON, written with its sha256 by
+``scripts/ship_expression_weights.py RUN_DIR``). Every such card registers its tag at import;
+``mae_triplet`` is the default. Until one is shipped, ``pretrained=True`` raises a
+:class:`~facexpr.core.errors.ModelError` naming the training commands (the placeholder
+:data:`EXPRESSION_CARD` has no sha256; random weights are never shipped).
 """
 
 from __future__ import annotations
@@ -18,10 +21,10 @@ from torch import nn
 
 from facexpr.core.errors import ConfigError
 from facexpr.nn.heads.embedding import EmbeddingHead
-from facexpr.nn.registry import WeightsCard, create_model, register_model
+from facexpr.nn.registry import WEIGHTS_DIR, WeightsCard, create_model, read_card, register_model
 from facexpr.nn.vit import FACE_MEAN, FACE_STD, VIT_VARIANTS, VisionTransformer
 
-__all__ = ["EXPRESSION_CARD", "ExpressionEncoder"]
+__all__ = ["DEFAULT_TAG", "EXPRESSION_CARD", "ExpressionEncoder", "shipped_cards"]
 
 
 class ExpressionEncoder(nn.Module):
@@ -57,7 +60,7 @@ EXPRESSION_CARD = WeightsCard(
     input_size=(112, 112),
     mean=FACE_MEAN,
     std=FACE_STD,
-    file="expression_fxvit_tiny_d6_p16_112.mae_triplet.safetensors",
+    file="expression_mae_triplet.safetensors",
     sha256="",  # set when trained weights are shipped
     architecture=(
         "expression: fxvit_tiny_d6_p16_112 (ViT-Tiny/16 with 6 blocks, 112 px) "
@@ -77,7 +80,28 @@ EXPRESSION_CARD = WeightsCard(
 )
 
 
-@register_model("expression", cards=(EXPRESSION_CARD,))
+#: The tag ``create_model("expression", pretrained=True)`` loads.
+DEFAULT_TAG = "mae_triplet"
+
+
+def shipped_cards() -> tuple[WeightsCard, ...]:
+    """Returns the cards of the expression weights shipped in ``nn/weights/``, sorted by file.
+
+    Raises:
+        ModelError: a card file there is unreadable or invalid (naming it): a packaging error.
+    """
+    return tuple(read_card(p) for p in sorted(WEIGHTS_DIR.glob("expression_*.json")))
+
+
+def _cards() -> tuple[WeightsCard, ...]:
+    shipped = shipped_cards()
+    tags = {c.tag for c in shipped}
+    # The default tag first: a shipped card replaces the placeholder of the same tag.
+    placeholder = () if EXPRESSION_CARD.tag in tags else (EXPRESSION_CARD,)
+    return tuple(sorted((*shipped, *placeholder), key=lambda c: c.tag != DEFAULT_TAG))
+
+
+@register_model("expression", cards=_cards())
 def expression(
     encoder: str = "fxvit_tiny_d6_p16_112",
     dim: int = 16,
