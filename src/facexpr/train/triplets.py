@@ -139,6 +139,7 @@ def mine_triplets(
     pool: int = 512,
     seed: int = 0,
     max_tries: int = 20,
+    own_negative: float = 0.5,
 ) -> np.ndarray:
     """Returns (M, 3) int64 index triples (anchor, positive, negative), M <= n.
 
@@ -146,8 +147,11 @@ def mine_triplets(
     from *other* subjects (or, with ``same_subject_positive``, from the anchor's own subject),
     accepted when its distance ``d_ap <= pos_max``; the negative must satisfy
     ``d(a, n) >= d_ap + margin`` and ``d(p, n) >= d_ap + margin`` (both sides, as the symmetric
-    loss asks), and is taken from the anchor's own subject when one there qualifies, else from
-    the pool. Anchors that find no such pair are redrawn (up to ``max_tries * n`` draws).
+    loss asks), and, for a share ``own_negative`` of the anchors, is taken from the anchor's own
+    subject when one there qualifies, else from the pool. Only own-subject negatives (the hardest
+    kind: identity points the wrong way in every triplet) collapsed the embedding onto one point
+    in training (FaceNet, Schroff et al. 2015, saw the same with the hardest negatives), hence a
+    share. Anchors that find no such pair are redrawn (up to ``max_tries * n`` draws).
 
     Args:
         vectors: (N, D) float expression descriptors (rig weights, teacher scores, votes).
@@ -160,6 +164,7 @@ def mine_triplets(
         pool: candidates drawn per anchor.
         seed: the draw seed.
         max_tries: anchor draws per wanted triple before giving up.
+        own_negative: share of anchors whose negative is looked for in their own subject first.
     """
     if metric not in ("l2", "l1"):
         raise ConfigError(f"metric must be 'l2' or 'l1', got {metric!r}")
@@ -197,7 +202,9 @@ def mine_triplets(
             continue
         p = int(cand[k])
         found = -1
-        for src in (own, rng.integers(0, N, size=min(pool, N))):
+        pooled = rng.integers(0, N, size=min(pool, N))
+        first_own = same_subject_positive or rng.random() < own_negative
+        for src in (own, pooled) if first_own else (pooled,):
             src = src[(src != a) & (src != p)]
             if len(src) == 0:
                 continue
