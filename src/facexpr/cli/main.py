@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from facexpr import __version__
 from facexpr.cli import similar as similar_cli
 from facexpr.cli import train as train_cli
+from facexpr.cli._args import positive_float as _positive_float
+from facexpr.cli._args import positive_int as _positive_int
 from facexpr.core.errors import ConfigError, FacexprError
 
 log = logging.getLogger("facexpr")
@@ -26,20 +28,6 @@ def _setup_logging(verbose: int, quiet: int) -> None:
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-
-
-def _positive_int(text: str) -> int:
-    v = int(text)
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, not {v}")
-    return v
-
-
-def _positive_float(text: str) -> float:
-    v = float(text)
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, not {v}")
-    return v
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,7 +7,6 @@ live in a cache folder (:func:`teacher_cache_dir`) with a JSON card beside them.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -18,6 +17,7 @@ from typing import Any
 import torch
 
 from facexpr.core.errors import InputError, MissingDependencyError, ModelError
+from facexpr.nn.registry import sha256_file
 from facexpr.nn.teachers.mini_xception import FER2013_LABELS, INPUT_SIZE, MiniXception
 
 log = logging.getLogger(__name__)
@@ -65,15 +65,6 @@ def teacher_cache_dir() -> Path:
     root = os.environ.get("FACEXPR_CACHE")
     base = Path(root) if root else Path.home() / ".cache" / "facexpr"
     return base / "teachers"
-
-
-def sha256_file(path: str | Path) -> str:
-    """Returns the hex sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _keras_weights(h5_path: Path) -> dict[str, dict[str, Any]]:
