@@ -195,7 +195,10 @@ def find_similar(
     if not options.embedding_on:
         if options.embedding is None:
             raise ConfigError("ranking by expression needs the embedding: options.embedding=None")
-        raise ModelError(options.embedding_note or "the expression embedding is off")
+        raise ModelError(
+            "ranking by expression needs expression weights, and none are shipped yet: give "
+            "trained ones with --expression-weights PATH (Python: EmbeddingOptions(weights=PATH))"
+        )
     failures: list[Failure] = []
     heap: list[tuple[float, int, SimilarFace]] = []  # the best `top`, worst first
     order = itertools.count()
