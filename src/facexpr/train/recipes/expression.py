@@ -8,8 +8,17 @@ FER+ votes, video tracks, FEC), mixed by ratio, with the symmetric triplet loss 
 triplet type. The sources vary identity inside each triplet, so identity is never the cue.
 
 Batches are dicts: ``images`` (3B, 3, H, W) uint8, the B anchors then the B positives then the B
-negatives; ``margin`` (B,) float32; ``type`` B type names. Evaluation reports triplet accuracy
+negatives; ``margin`` (B,) float32; ``type`` B type names; with ``model.aux_weight > 0`` also
+``labels`` (3B, aux_dim) float32, the sources' label vectors in the same order, and ``has_label``
+(3B,) bool (False where a source has none of that width). Evaluation reports triplet accuracy
 overall and per type on triplets mined from the held-out subjects (the sources' ``test`` side).
+
+Optional auxiliary loss (``model.aux_weight``, default 0: off): one linear head per labelled
+triplet type (``rig``: the exact rig weights, ``teacher``: Blendshape V2 scores) regresses the
+label vector from the encoder's pooled features (MSE on all three faces), added to the triplet loss
+times ``aux_weight``. An experiment against the collapse of the triplet loss alone (issue 12); the
+heads train only and are left out of ``expression.safetensors`` (see
+:meth:`ExpressionRecipe.export`).
 """
 
 from __future__ import annotations
@@ -61,6 +70,9 @@ class ExpressionModelConfig:
         hidden_dim: the head's hidden width (0: one linear layer).
         init: stage 1's weights: a ``facexpr train mae`` run folder (its ``encoder.safetensors``)
             or an encoder ``.safetensors`` file; empty starts from random weights.
+        aux_weight: weight of the auxiliary label regression (0: off, the triplet loss alone).
+        aux_dim: width of the label vectors the auxiliary heads regress (52 ARKit weights);
+            sources whose labels have another width are skipped.
     """
 
     encoder: str = "fxvit_tiny_d6_p16_112"
@@ -69,8 +81,13 @@ class ExpressionModelConfig:
     dim: int = 16
     hidden_dim: int = 512
     init: str = ""
+    aux_weight: float = 0.0
+    aux_dim: int = 52
 
     def __post_init__(self) -> None:
+        check_number("model.aux_weight", self.aux_weight, ge=0)
+        if self.aux_dim < 1:
+            raise ConfigError(f"model.aux_dim must be >= 1, got {self.aux_dim}")
         if self.encoder not in VIT_VARIANTS:
             raise ConfigError(
                 f"model.encoder '{self.encoder}' is not an fxvit encoder "
@@ -171,6 +188,19 @@ class ExpressionDataConfig:
             check_number(f"data.margins.{name}", m, ge=0)
 
 
+def _labels(items: list, dim: int) -> dict[str, torch.Tensor]:
+    """Returns ``labels`` (3B, dim) float32 and ``has_label`` (3B,) bool of a batch's triplets,
+    anchors then positives then negatives (zeros, False where a triplet has no label of ``dim``)."""
+    labels = np.zeros((3 * len(items), dim), np.float32)
+    has = np.zeros(3 * len(items), bool)
+    for r in range(3):
+        for i, t in enumerate(items):
+            if t.labels is not None and t.labels[r].shape == (dim,):
+                labels[r * len(items) + i] = t.labels[r]
+                has[r * len(items) + i] = True
+    return {"labels": torch.from_numpy(labels), "has_label": torch.from_numpy(has)}
+
+
 def _build_source(
     sc: TripletSourceConfig, split: str, d: ExpressionDataConfig, size: int, seed: int
 ):
@@ -211,6 +241,9 @@ class ExpressionRecipe(Recipe):
     ModelConfig = ExpressionModelConfig
     DataConfig = ExpressionDataConfig
 
+    #: Triplet types with a label vector the auxiliary heads regress.
+    AUX_TYPES = ("rig", "teacher")
+
     def __init__(self, model: ExpressionModelConfig, data: ExpressionDataConfig) -> None:
         super().__init__(model, data)
         self._mixes: dict[str, TripletMix | None] = {}
@@ -229,7 +262,23 @@ class ExpressionRecipe(Recipe):
                 # A run folder may come from elsewhere: its file must not lead out of it.
                 path = confine(path / "encoder.safetensors", path)
             load_model_weights(model.encoder, path)
+        if m.aux_weight > 0:
+            width = model.encoder.embed_dim
+            model.aux = torch.nn.ModuleDict(
+                {t: torch.nn.Linear(width, m.aux_dim) for t in self.AUX_TYPES}
+            )
         return model
+
+    def export(self, model: torch.nn.Module, run_dir: Path) -> list[Path]:
+        """Writes ``expression.safetensors``, the model without the training-only auxiliary heads
+        (loads into ``create_model("expression", ...)``); nothing when there are none."""
+        if not hasattr(model, "aux"):
+            return []
+        from facexpr.nn.expression import ExpressionEncoder
+        from facexpr.train.checkpoint import export_weights
+
+        bare = ExpressionEncoder(model.encoder, model.head)  # shares the tensors, no aux keys
+        return [export_weights(bare, run_dir / "expression.safetensors")]
 
     def _mix(self, split: str, seed: int) -> TripletMix | None:
         if split not in self._mixes:
@@ -274,11 +323,14 @@ class ExpressionRecipe(Recipe):
             missing = sorted({t.type_id.name.lower() for t in items if margins[t.type_id] is None})
             if missing:
                 raise ConfigError(f"data.margins has no margin for triplet type '{missing[0]}'")
-            return {
+            batch = {
                 "images": to_uint8_chw(imgs),
                 "margin": torch.tensor([margins[t.type_id] for t in items], dtype=torch.float32),
                 "type": [t.type_id.name.lower() for t in items],
             }
+            if self.model_cfg.aux_weight > 0:
+                batch.update(_labels(items, self.model_cfg.aux_dim))
+            return batch
 
         if train:
             return IndexedBatches(
@@ -293,9 +345,45 @@ class ExpressionRecipe(Recipe):
         return tuple(emb.chunk(3))
 
     def step(self, model: torch.nn.Module, batch: dict) -> dict[str, torch.Tensor]:
-        a, p, n = self._embed(model, batch)
-        loss = triplet_loss(a.float(), p.float(), n.float(), batch["margin"])
-        return {"loss": loss, "acc": triplet_accuracy(a.detach(), p.detach(), n.detach())}
+        if self.model_cfg.aux_weight <= 0:
+            a, p, n = self._embed(model, batch)
+            loss = triplet_loss(a.float(), p.float(), n.float(), batch["margin"])
+            return {"loss": loss, "acc": triplet_accuracy(a.detach(), p.detach(), n.detach())}
+        net = getattr(model, "module", model)  # DDP wraps the model
+        # The pooled features, caught on the way through the (possibly wrapped) model's forward.
+        caught: list[torch.Tensor] = []
+        hook = net.encoder.register_forward_hook(lambda _m, _i, out: caught.append(out))
+        try:
+            a, p, n = self._embed(model, batch)
+        finally:
+            hook.remove()
+        feats = caught[0]
+        trip = triplet_loss(a.float(), p.float(), n.float(), batch["margin"])
+        aux = self.aux_loss(net, feats, batch)
+        return {
+            "loss": trip + self.model_cfg.aux_weight * aux,
+            "triplet": trip.detach(),
+            "aux": aux.detach(),
+            "acc": triplet_accuracy(a.detach(), p.detach(), n.detach()),
+        }
+
+    def aux_loss(self, net: torch.nn.Module, feats: torch.Tensor, batch: dict) -> torch.Tensor:
+        """Returns the auxiliary MSE: each labelled type's head on its faces' pooled features
+        (``feats`` (3B, C)) against their label vectors, averaged over the faces that have one."""
+        kinds = list(batch["type"]) * 3
+        labels = batch["labels"].to(feats.device).float()
+        err = feats.new_zeros(())
+        count = 0
+        for t, head in net.aux.items():
+            pred = head(feats.float())
+            rows = [i for i, k in enumerate(kinds) if k == t and bool(batch["has_label"][i])]
+            # 0 * sum gives every head a gradient (zero) even in batches without its type.
+            err = err + 0.0 * pred.sum()
+            if rows:
+                idx = torch.tensor(rows, device=feats.device)
+                err = err + (pred[idx] - labels[idx]).pow(2).mean(1).sum()
+                count += len(rows)
+        return err / max(count, 1)
 
     def evaluate(self, model: torch.nn.Module, data: IndexedBatches) -> dict[str, float]:
         device = next(model.parameters()).device
