@@ -92,7 +92,8 @@ def test_expression_config_errors(face_shards, tmp_path):
         )  # fmt: skip
 
 
-def test_auxiliary_label_loss_is_computed_and_falls_on_one_batch(face_shards, tmp_path):
+@pytest.mark.parametrize("aux_input", ["features", "embedding"])
+def test_auxiliary_label_loss_is_computed_and_falls_on_one_batch(face_shards, tmp_path, aux_input):
     import torch
 
     from facexpr.nn import create_model, load_weights
@@ -108,7 +109,9 @@ def test_auxiliary_label_loss_is_computed_and_falls_on_one_batch(face_shards, tm
         kind="rig", datasets=[str(face_shards)], field="expr", n=8, pos_max=0.6, margin=0.2
     )
     recipe = ExpressionRecipe(
-        ExpressionModelConfig(img_size=48, depth=2, hidden_dim=64, aux_weight=2.0, aux_dim=4),
+        ExpressionModelConfig(
+            img_size=48, depth=2, hidden_dim=64, aux_weight=2.0, aux_dim=4, aux_input=aux_input
+        ),
         ExpressionDataConfig(sources=[src], test_share=0.0, scale=(1.0, 1.0), flip=False),
     )
     torch.manual_seed(0)
@@ -141,3 +144,5 @@ def test_auxiliary_label_loss_is_computed_and_falls_on_one_batch(face_shards, tm
     torch.testing.assert_close(bare.eval()(x), model.eval()(x))
     with pytest.raises(ConfigError, match=r"model\.aux_weight"):
         ExpressionModelConfig(aux_weight=-1.0)
+    with pytest.raises(ConfigError, match=r"model\.aux_input must be 'features' or 'embedding'"):
+        ExpressionModelConfig(aux_input="pixels")  # type: ignore[arg-type]

@@ -15,7 +15,8 @@ overall and per type on triplets mined from the held-out subjects (the sources' 
 
 Optional auxiliary loss (``model.aux_weight``, default 0: off): one linear head per labelled
 triplet type (``rig``: the exact rig weights, ``teacher``: Blendshape V2 scores) regresses the
-label vector from the encoder's pooled features (MSE on all three faces), added to the triplet loss
+label vector from the encoder's pooled features or the embedding (``model.aux_input``; MSE on
+all three faces), added to the triplet loss
 times ``aux_weight``. An experiment against the collapse of the triplet loss alone (issue 12); the
 heads train only and are left out of ``expression.safetensors`` (see
 :meth:`ExpressionRecipe.export`).
@@ -73,6 +74,8 @@ class ExpressionModelConfig:
         aux_weight: weight of the auxiliary label regression (0: off, the triplet loss alone).
         aux_dim: width of the label vectors the auxiliary heads regress (52 ARKit weights);
             sources whose labels have another width are skipped.
+        aux_input: what the auxiliary heads read: 'features' (the encoder's pooled features) or
+            'embedding' (the unit-length embedding itself, so the labels shape it directly).
     """
 
     encoder: str = "fxvit_tiny_d6_p16_112"
@@ -83,9 +86,14 @@ class ExpressionModelConfig:
     init: str = ""
     aux_weight: float = 0.0
     aux_dim: int = 52
+    aux_input: Literal["features", "embedding"] = "features"
 
     def __post_init__(self) -> None:
         check_number("model.aux_weight", self.aux_weight, ge=0)
+        if self.aux_input not in ("features", "embedding"):
+            raise ConfigError(
+                f"model.aux_input must be 'features' or 'embedding', got {self.aux_input!r}"
+            )
         if self.aux_dim < 1:
             raise ConfigError(f"model.aux_dim must be >= 1, got {self.aux_dim}")
         if self.encoder not in VIT_VARIANTS:
@@ -263,7 +271,7 @@ class ExpressionRecipe(Recipe):
                 path = confine(path / "encoder.safetensors", path)
             load_model_weights(model.encoder, path)
         if m.aux_weight > 0:
-            width = model.encoder.embed_dim
+            width = model.encoder.embed_dim if m.aux_input == "features" else m.dim
             model.aux = torch.nn.ModuleDict(
                 {t: torch.nn.Linear(width, m.aux_dim) for t in self.AUX_TYPES}
             )
@@ -357,7 +365,7 @@ class ExpressionRecipe(Recipe):
             a, p, n = self._embed(model, batch)
         finally:
             hook.remove()
-        feats = caught[0]
+        feats = caught[0] if self.model_cfg.aux_input == "features" else torch.cat([a, p, n])
         trip = triplet_loss(a.float(), p.float(), n.float(), batch["margin"])
         aux = self.aux_loss(net, feats, batch)
         return {
@@ -368,8 +376,9 @@ class ExpressionRecipe(Recipe):
         }
 
     def aux_loss(self, net: torch.nn.Module, feats: torch.Tensor, batch: dict) -> torch.Tensor:
-        """Returns the auxiliary MSE: each labelled type's head on its faces' pooled features
-        (``feats`` (3B, C)) against their label vectors, averaged over the faces that have one."""
+        """Returns the auxiliary MSE: each labelled type's head on its faces' pooled features or
+        embeddings (``feats`` (3B, C), ``model.aux_input``) against their label vectors, averaged
+        over the faces that have one."""
         kinds = list(batch["type"]) * 3
         labels = batch["labels"].to(feats.device).float()
         err = feats.new_zeros(())
