@@ -110,7 +110,12 @@ def test_auxiliary_label_loss_is_computed_and_falls_on_one_batch(face_shards, tm
     )
     recipe = ExpressionRecipe(
         ExpressionModelConfig(
-            img_size=48, depth=2, hidden_dim=64, aux_weight=2.0, aux_dim=4, aux_input=aux_input
+            img_size=48,
+            depth=2,
+            hidden_dim=64,
+            aux_weight=2.0,
+            aux_dims={"rig": 4, "teacher": 3},
+            aux_input=aux_input,
         ),
         ExpressionDataConfig(sources=[src], test_share=0.0, scale=(1.0, 1.0), flip=False),
     )
@@ -121,7 +126,7 @@ def test_auxiliary_label_loss_is_computed_and_falls_on_one_batch(face_shards, tm
     source = recipe._mix("train", 0).sources[0]
     tri = source.triples[0]
     first = source[0]
-    assert batch["labels"].shape == (24, 4)
+    assert batch["labels"].shape == (24, 4)  # the widest of aux_dims
     assert bool(batch["has_label"].all())
     np.testing.assert_allclose(first.labels[2], source.vectors[int(tri[2])])
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
@@ -146,3 +151,12 @@ def test_auxiliary_label_loss_is_computed_and_falls_on_one_batch(face_shards, tm
         ExpressionModelConfig(aux_weight=-1.0)
     with pytest.raises(ConfigError, match=r"model\.aux_input must be 'features' or 'embedding'"):
         ExpressionModelConfig(aux_input="pixels")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"model\.aux_dims: unknown triplet type 'rigg'"):
+        ExpressionModelConfig(aux_dims={"rigg": 4})
+    wrong = ExpressionRecipe(
+        ExpressionModelConfig(img_size=48, depth=2, hidden_dim=64, aux_weight=1.0,
+                              aux_dims={"rig": 5}),
+        ExpressionDataConfig(sources=[src], test_share=0.0),
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match=r"model\.aux_dims\.rig is 5 but the 'rig' triplets"):
+        next(iter(wrong.build_data("train", DataSpec(batch_size=8)).batches(0)))

@@ -72,8 +72,9 @@ class ExpressionModelConfig:
         init: stage 1's weights: a ``facexpr train mae`` run folder (its ``encoder.safetensors``)
             or an encoder ``.safetensors`` file; empty starts from random weights.
         aux_weight: weight of the auxiliary label regression (0: off, the triplet loss alone).
-        aux_dim: width of the label vectors the auxiliary heads regress (52 ARKit weights);
-            sources whose labels have another width are skipped.
+        aux_dims: triplet type -> width of its label vectors, one auxiliary head each (rig:
+            the synth engine's 52 ARKit weights, teacher: Blendshape V2's 51 scores without
+            neutral); types not named get no auxiliary loss.
         aux_input: what the auxiliary heads read: 'features' (the encoder's pooled features) or
             'embedding' (the unit-length embedding itself, so the labels shape it directly).
     """
@@ -85,7 +86,7 @@ class ExpressionModelConfig:
     hidden_dim: int = 512
     init: str = ""
     aux_weight: float = 0.0
-    aux_dim: int = 52
+    aux_dims: dict[str, int] = field(default_factory=lambda: {"rig": 52, "teacher": 51})
     aux_input: Literal["features", "embedding"] = "features"
 
     def __post_init__(self) -> None:
@@ -94,8 +95,13 @@ class ExpressionModelConfig:
             raise ConfigError(
                 f"model.aux_input must be 'features' or 'embedding', got {self.aux_input!r}"
             )
-        if self.aux_dim < 1:
-            raise ConfigError(f"model.aux_dim must be >= 1, got {self.aux_dim}")
+        known = {t.name.lower() for t in TripletType}
+        for t, width in self.aux_dims.items():
+            if t not in known:
+                names = ", ".join(sorted(known))
+                raise ConfigError(f"model.aux_dims: unknown triplet type '{t}' (known: {names})")
+            if width < 1:
+                raise ConfigError(f"model.aux_dims.{t} must be >= 1, got {width}")
         if self.encoder not in VIT_VARIANTS:
             raise ConfigError(
                 f"model.encoder '{self.encoder}' is not an fxvit encoder "
@@ -196,16 +202,27 @@ class ExpressionDataConfig:
             check_number(f"data.margins.{name}", m, ge=0)
 
 
-def _labels(items: list, dim: int) -> dict[str, torch.Tensor]:
-    """Returns ``labels`` (3B, dim) float32 and ``has_label`` (3B,) bool of a batch's triplets,
-    anchors then positives then negatives (zeros, False where a triplet has no label of ``dim``)."""
-    labels = np.zeros((3 * len(items), dim), np.float32)
+def _labels(items: list, dims: dict[str, int]) -> dict[str, torch.Tensor]:
+    """Returns ``labels`` (3B, max width) float32 (zero-padded) and ``has_label`` (3B,) bool of a
+    batch's triplets, anchors then positives then negatives; False for types not in ``dims``.
+
+    Raises:
+        ConfigError: a triplet's labels differ in width from its type's ``model.aux_dims``.
+    """
+    labels = np.zeros((3 * len(items), max(dims.values(), default=1)), np.float32)
     has = np.zeros(3 * len(items), bool)
     for r in range(3):
         for i, t in enumerate(items):
-            if t.labels is not None and t.labels[r].shape == (dim,):
-                labels[r * len(items) + i] = t.labels[r]
-                has[r * len(items) + i] = True
+            kind = t.type_id.name.lower()
+            if kind not in dims or t.labels is None:
+                continue
+            if t.labels[r].shape != (dims[kind],):
+                raise ConfigError(
+                    f"model.aux_dims.{kind} is {dims[kind]} but the '{kind}' triplets carry "
+                    f"labels of shape {t.labels[r].shape}; set model.aux_dims.{kind}"
+                )
+            labels[r * len(items) + i, : dims[kind]] = t.labels[r]
+            has[r * len(items) + i] = True
     return {"labels": torch.from_numpy(labels), "has_label": torch.from_numpy(has)}
 
 
@@ -249,9 +266,6 @@ class ExpressionRecipe(Recipe):
     ModelConfig = ExpressionModelConfig
     DataConfig = ExpressionDataConfig
 
-    #: Triplet types with a label vector the auxiliary heads regress.
-    AUX_TYPES = ("rig", "teacher")
-
     def __init__(self, model: ExpressionModelConfig, data: ExpressionDataConfig) -> None:
         super().__init__(model, data)
         self._mixes: dict[str, TripletMix | None] = {}
@@ -273,7 +287,7 @@ class ExpressionRecipe(Recipe):
         if m.aux_weight > 0:
             width = model.encoder.embed_dim if m.aux_input == "features" else m.dim
             model.aux = torch.nn.ModuleDict(
-                {t: torch.nn.Linear(width, m.aux_dim) for t in self.AUX_TYPES}
+                {t: torch.nn.Linear(width, d) for t, d in m.aux_dims.items()}
             )
         return model
 
@@ -337,7 +351,7 @@ class ExpressionRecipe(Recipe):
                 "type": [t.type_id.name.lower() for t in items],
             }
             if self.model_cfg.aux_weight > 0:
-                batch.update(_labels(items, self.model_cfg.aux_dim))
+                batch.update(_labels(items, self.model_cfg.aux_dims))
             return batch
 
         if train:
@@ -390,7 +404,8 @@ class ExpressionRecipe(Recipe):
             err = err + 0.0 * pred.sum()
             if rows:
                 idx = torch.tensor(rows, device=feats.device)
-                err = err + (pred[idx] - labels[idx]).pow(2).mean(1).sum()
+                target = labels[idx, : pred.shape[1]]
+                err = err + (pred[idx] - target).pow(2).mean(1).sum()
                 count += len(rows)
         return err / max(count, 1)
 
