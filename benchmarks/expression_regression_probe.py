@@ -14,6 +14,7 @@ mean, on held-out and (for contrast) training faces.
         --rig data/synth_pairs --teacher data/utkface --out benchmarks/results/x.json
     python benchmarks/expression_regression_probe.py --weights RUN/expression.safetensors ...
         # the encoder of a stage-2 run instead (an ``expression`` model file)
+    python benchmarks/expression_regression_probe.py --pixels ...   # raw pixels, no encoder
 
 Never writes images.
 """
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from _common import git_commit
 from facexpr.nn import create_model, load_weights
@@ -50,8 +52,16 @@ def _side(source, n: int, seed: int) -> tuple[list[tuple[int, int]], np.ndarray,
     )
 
 
-def features(encoder: torch.nn.Module, source, refs, size: int) -> np.ndarray:
-    """Returns (N, C) float64 patch-token means of the faces ``refs`` of ``source``."""
+def features(encoder: torch.nn.Module | None, source, refs, size: int) -> np.ndarray:
+    """Returns (N, C) float64 patch-token means of the faces ``refs`` of ``source`` (``encoder``
+    None: the faces' 32x32 grey pixels in [0, 1], a baseline without any learned features)."""
+    if encoder is None:
+        grey = [
+            Image.fromarray(resize_square(source.indexes[d].image(k), size)).convert("L")
+            for d, k in refs
+        ]
+        return np.stack([np.asarray(g.resize((32, 32), Image.BILINEAR), np.float64).ravel()
+                         for g in grey]) / 255.0  # fmt: skip
     out = []
     with torch.no_grad():
         for b in range(0, len(refs), 64):
@@ -122,6 +132,7 @@ def main() -> None:
     g = ap.add_mutually_exclusive_group()
     g.add_argument("--mae", type=Path, help="a facexpr train mae run folder")
     g.add_argument("--weights", type=Path, help="an expression model .safetensors")
+    g.add_argument("--pixels", action="store_true", help="32x32 grey pixels, no encoder")
     ap.add_argument("--rig", type=Path, help="synthetic dataset (arkit_weights)")
     ap.add_argument("--teacher", type=Path, help="real faces with arkit_teacher")
     ap.add_argument("--train", type=int, default=2000, help="training faces per source")
@@ -138,7 +149,7 @@ def main() -> None:
         load_model_weights(model.encoder, args.mae / "encoder.safetensors")
     elif args.weights is not None:
         model = load_weights(model, args.weights)
-    encoder = model.encoder.eval()
+    encoder = None if args.pixels else model.encoder.eval()
     t0 = time.time()
     kw = {"test_share": args.test_share, "split_seed": args.split_seed, "size": 112}
     results = {}
@@ -160,7 +171,7 @@ def main() -> None:
             f"{r['test_mse_label_mean']:.4f}"
         )
     out = {
-        "encoder": str(args.mae or args.weights or "random"),
+        "encoder": "pixels32_grey" if args.pixels else str(args.mae or args.weights or "random"),
         "results": results,
         "seconds": time.time() - t0,
         "commit": git_commit(),
