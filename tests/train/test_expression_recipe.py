@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from facexpr.core.errors import ConfigError, ModelError
@@ -89,3 +90,73 @@ def test_expression_config_errors(face_shards, tmp_path):
                        "data.margins={teacher: 0.1}", "run.steps=1"],
             out=tmp_path / "e",
         )  # fmt: skip
+
+
+@pytest.mark.parametrize("aux_input", ["features", "embedding"])
+def test_auxiliary_label_loss_is_computed_and_falls_on_one_batch(face_shards, tmp_path, aux_input):
+    import torch
+
+    from facexpr.nn import create_model, load_weights
+    from facexpr.train.recipe import DataSpec
+    from facexpr.train.recipes.expression import (
+        ExpressionDataConfig,
+        ExpressionModelConfig,
+        ExpressionRecipe,
+        TripletSourceConfig,
+    )
+
+    src = TripletSourceConfig(
+        kind="rig", datasets=[str(face_shards)], field="expr", n=8, pos_max=0.6, margin=0.2
+    )
+    recipe = ExpressionRecipe(
+        ExpressionModelConfig(
+            img_size=48,
+            depth=2,
+            hidden_dim=64,
+            aux_weight=2.0,
+            aux_dims={"rig": 4, "teacher": 3},
+            aux_input=aux_input,
+        ),
+        ExpressionDataConfig(sources=[src], test_share=0.0, scale=(1.0, 1.0), flip=False),
+    )
+    torch.manual_seed(0)
+    model = recipe.build_model()
+    batch = next(iter(recipe.build_data("train", DataSpec(batch_size=8)).batches(0)))
+    # The labels are the source's own vectors, anchors then positives then negatives.
+    source = recipe._mix("train", 0).sources[0]
+    tri = source.triples[0]
+    first = source[0]
+    assert batch["labels"].shape == (24, 4)  # the widest of aux_dims
+    assert bool(batch["has_label"].all())
+    np.testing.assert_allclose(first.labels[2], source.vectors[int(tri[2])])
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    auxes = []
+    for _ in range(25):
+        out = recipe.step(model, batch)
+        torch.testing.assert_close(out["loss"].detach(), out["triplet"] + 2.0 * out["aux"])
+        auxes.append(float(out["aux"]))
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+    assert auxes[0] > 0.05  # untrained heads on [0, 1] labels
+    assert auxes[-1] < 0.3 * auxes[0]
+    assert model.aux["teacher"].weight.grad is not None  # no teacher rows: a zero gradient
+    assert float(model.aux["teacher"].weight.grad.abs().max()) == 0.0
+    # The exported embedding model leaves the training-only heads out.
+    (path,) = recipe.export(model, tmp_path)
+    bare = load_weights(create_model("expression", img_size=48, depth=2, hidden_dim=64), path)
+    x = torch.rand(2, 3, 48, 48)
+    torch.testing.assert_close(bare.eval()(x), model.eval()(x))
+    with pytest.raises(ConfigError, match=r"model\.aux_weight"):
+        ExpressionModelConfig(aux_weight=-1.0)
+    with pytest.raises(ConfigError, match=r"model\.aux_input must be 'features' or 'embedding'"):
+        ExpressionModelConfig(aux_input="pixels")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"model\.aux_dims: unknown triplet type 'rigg'"):
+        ExpressionModelConfig(aux_dims={"rigg": 4})
+    wrong = ExpressionRecipe(
+        ExpressionModelConfig(img_size=48, depth=2, hidden_dim=64, aux_weight=1.0,
+                              aux_dims={"rig": 5}),
+        ExpressionDataConfig(sources=[src], test_share=0.0),
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match=r"model\.aux_dims\.rig is 5 but the 'rig' triplets"):
+        next(iter(wrong.build_data("train", DataSpec(batch_size=8)).batches(0)))

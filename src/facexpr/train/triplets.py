@@ -96,6 +96,8 @@ class Triplet:
         type_id: a :class:`TripletType`.
         keys: the three samples' keys (or FEC URLs).
         subjects: the three subject ids ('' where unknown).
+        labels: the three samples' label vectors the source mined by, (D,) float32 each (rig
+            weights, teacher scores, votes), or None (FEC has none); for auxiliary losses.
     """
 
     anchor: np.ndarray
@@ -104,6 +106,7 @@ class Triplet:
     type_id: TripletType
     keys: tuple[str, str, str]
     subjects: tuple[str, str, str]
+    labels: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
 
 def split_subjects(
@@ -279,8 +282,9 @@ class _IndexedTriplets:
         self.refs = refs
         self.subject_keys = subj_keys
         self.size = size
+        self.vectors = np.stack(vecs).astype(np.float32)
         self.triples = mine_triplets(
-            np.stack(vecs), subjects, n, pos_max=pos_max, margin=margin, metric=metric,
+            self.vectors, subjects, n, pos_max=pos_max, margin=margin, metric=metric,
             same_subject_positive=same_subject_positive, seed=seed,
         )  # fmt: skip
         if len(self.triples) == 0:
@@ -305,7 +309,11 @@ class _IndexedTriplets:
             imgs.append(resize_square(ix.image(k), self.size))
             keys.append(ix.keys[k])
             subs.append(ix.subject_ids[k])
-        return Triplet(imgs[0], imgs[1], imgs[2], self.type_id, tuple(keys), tuple(subs))  # type: ignore[arg-type]
+        labels = tuple(self.vectors[int(j)] for j in tri)
+        return Triplet(
+            imgs[0], imgs[1], imgs[2], self.type_id, tuple(keys), tuple(subs),  # type: ignore[arg-type]
+            labels,  # type: ignore[arg-type]
+        )  # fmt: skip
 
 
 def _as_indexes(datasets: str | Path | ShardIndex | Sequence[str | Path | ShardIndex]):

@@ -8,8 +8,18 @@ FER+ votes, video tracks, FEC), mixed by ratio, with the symmetric triplet loss 
 triplet type. The sources vary identity inside each triplet, so identity is never the cue.
 
 Batches are dicts: ``images`` (3B, 3, H, W) uint8, the B anchors then the B positives then the B
-negatives; ``margin`` (B,) float32; ``type`` B type names. Evaluation reports triplet accuracy
+negatives; ``margin`` (B,) float32; ``type`` B type names; with ``model.aux_weight > 0`` also
+``labels`` (3B, aux_dim) float32, the sources' label vectors in the same order, and ``has_label``
+(3B,) bool (False where a source has none of that width). Evaluation reports triplet accuracy
 overall and per type on triplets mined from the held-out subjects (the sources' ``test`` side).
+
+Optional auxiliary loss (``model.aux_weight``, default 0: off): one linear head per labelled
+triplet type (``rig``: the exact rig weights, ``teacher``: Blendshape V2 scores) regresses the
+label vector from the encoder's pooled features or the embedding (``model.aux_input``; MSE on
+all three faces), added to the triplet loss
+times ``aux_weight``. An experiment against the collapse of the triplet loss alone (issue 12); the
+heads train only and are left out of ``expression.safetensors`` (see
+:meth:`ExpressionRecipe.export`).
 """
 
 from __future__ import annotations
@@ -61,6 +71,12 @@ class ExpressionModelConfig:
         hidden_dim: the head's hidden width (0: one linear layer).
         init: stage 1's weights: a ``facexpr train mae`` run folder (its ``encoder.safetensors``)
             or an encoder ``.safetensors`` file; empty starts from random weights.
+        aux_weight: weight of the auxiliary label regression (0: off, the triplet loss alone).
+        aux_dims: triplet type -> width of its label vectors, one auxiliary head each (rig:
+            the synth engine's 52 ARKit weights, teacher: Blendshape V2's 51 scores without
+            neutral); types not named get no auxiliary loss.
+        aux_input: what the auxiliary heads read: 'features' (the encoder's pooled features) or
+            'embedding' (the unit-length embedding itself, so the labels shape it directly).
     """
 
     encoder: str = "fxvit_tiny_d6_p16_112"
@@ -69,8 +85,23 @@ class ExpressionModelConfig:
     dim: int = 16
     hidden_dim: int = 512
     init: str = ""
+    aux_weight: float = 0.0
+    aux_dims: dict[str, int] = field(default_factory=lambda: {"rig": 52, "teacher": 51})
+    aux_input: Literal["features", "embedding"] = "features"
 
     def __post_init__(self) -> None:
+        check_number("model.aux_weight", self.aux_weight, ge=0)
+        if self.aux_input not in ("features", "embedding"):
+            raise ConfigError(
+                f"model.aux_input must be 'features' or 'embedding', got {self.aux_input!r}"
+            )
+        known = {t.name.lower() for t in TripletType}
+        for t, width in self.aux_dims.items():
+            if t not in known:
+                names = ", ".join(sorted(known))
+                raise ConfigError(f"model.aux_dims: unknown triplet type '{t}' (known: {names})")
+            if width < 1:
+                raise ConfigError(f"model.aux_dims.{t} must be >= 1, got {width}")
         if self.encoder not in VIT_VARIANTS:
             raise ConfigError(
                 f"model.encoder '{self.encoder}' is not an fxvit encoder "
@@ -171,6 +202,30 @@ class ExpressionDataConfig:
             check_number(f"data.margins.{name}", m, ge=0)
 
 
+def _labels(items: list, dims: dict[str, int]) -> dict[str, torch.Tensor]:
+    """Returns ``labels`` (3B, max width) float32 (zero-padded) and ``has_label`` (3B,) bool of a
+    batch's triplets, anchors then positives then negatives; False for types not in ``dims``.
+
+    Raises:
+        ConfigError: a triplet's labels differ in width from its type's ``model.aux_dims``.
+    """
+    labels = np.zeros((3 * len(items), max(dims.values(), default=1)), np.float32)
+    has = np.zeros(3 * len(items), bool)
+    for r in range(3):
+        for i, t in enumerate(items):
+            kind = t.type_id.name.lower()
+            if kind not in dims or t.labels is None:
+                continue
+            if t.labels[r].shape != (dims[kind],):
+                raise ConfigError(
+                    f"model.aux_dims.{kind} is {dims[kind]} but the '{kind}' triplets carry "
+                    f"labels of shape {t.labels[r].shape}; set model.aux_dims.{kind}"
+                )
+            labels[r * len(items) + i, : dims[kind]] = t.labels[r]
+            has[r * len(items) + i] = True
+    return {"labels": torch.from_numpy(labels), "has_label": torch.from_numpy(has)}
+
+
 def _build_source(
     sc: TripletSourceConfig, split: str, d: ExpressionDataConfig, size: int, seed: int
 ):
@@ -229,7 +284,23 @@ class ExpressionRecipe(Recipe):
                 # A run folder may come from elsewhere: its file must not lead out of it.
                 path = confine(path / "encoder.safetensors", path)
             load_model_weights(model.encoder, path)
+        if m.aux_weight > 0:
+            width = model.encoder.embed_dim if m.aux_input == "features" else m.dim
+            model.aux = torch.nn.ModuleDict(
+                {t: torch.nn.Linear(width, d) for t, d in m.aux_dims.items()}
+            )
         return model
+
+    def export(self, model: torch.nn.Module, run_dir: Path) -> list[Path]:
+        """Writes ``expression.safetensors``, the model without the training-only auxiliary heads
+        (loads into ``create_model("expression", ...)``); nothing when there are none."""
+        if not hasattr(model, "aux"):
+            return []
+        from facexpr.nn.expression import ExpressionEncoder
+        from facexpr.train.checkpoint import export_weights
+
+        bare = ExpressionEncoder(model.encoder, model.head)  # shares the tensors, no aux keys
+        return [export_weights(bare, run_dir / "expression.safetensors")]
 
     def _mix(self, split: str, seed: int) -> TripletMix | None:
         if split not in self._mixes:
@@ -274,11 +345,14 @@ class ExpressionRecipe(Recipe):
             missing = sorted({t.type_id.name.lower() for t in items if margins[t.type_id] is None})
             if missing:
                 raise ConfigError(f"data.margins has no margin for triplet type '{missing[0]}'")
-            return {
+            batch = {
                 "images": to_uint8_chw(imgs),
                 "margin": torch.tensor([margins[t.type_id] for t in items], dtype=torch.float32),
                 "type": [t.type_id.name.lower() for t in items],
             }
+            if self.model_cfg.aux_weight > 0:
+                batch.update(_labels(items, self.model_cfg.aux_dims))
+            return batch
 
         if train:
             return IndexedBatches(
@@ -293,9 +367,47 @@ class ExpressionRecipe(Recipe):
         return tuple(emb.chunk(3))
 
     def step(self, model: torch.nn.Module, batch: dict) -> dict[str, torch.Tensor]:
-        a, p, n = self._embed(model, batch)
-        loss = triplet_loss(a.float(), p.float(), n.float(), batch["margin"])
-        return {"loss": loss, "acc": triplet_accuracy(a.detach(), p.detach(), n.detach())}
+        if self.model_cfg.aux_weight <= 0:
+            a, p, n = self._embed(model, batch)
+            loss = triplet_loss(a.float(), p.float(), n.float(), batch["margin"])
+            return {"loss": loss, "acc": triplet_accuracy(a.detach(), p.detach(), n.detach())}
+        net = getattr(model, "module", model)  # DDP wraps the model
+        # The pooled features, caught on the way through the (possibly wrapped) model's forward.
+        caught: list[torch.Tensor] = []
+        hook = net.encoder.register_forward_hook(lambda _m, _i, out: caught.append(out))
+        try:
+            a, p, n = self._embed(model, batch)
+        finally:
+            hook.remove()
+        feats = caught[0] if self.model_cfg.aux_input == "features" else torch.cat([a, p, n])
+        trip = triplet_loss(a.float(), p.float(), n.float(), batch["margin"])
+        aux = self.aux_loss(net, feats, batch)
+        return {
+            "loss": trip + self.model_cfg.aux_weight * aux,
+            "triplet": trip.detach(),
+            "aux": aux.detach(),
+            "acc": triplet_accuracy(a.detach(), p.detach(), n.detach()),
+        }
+
+    def aux_loss(self, net: torch.nn.Module, feats: torch.Tensor, batch: dict) -> torch.Tensor:
+        """Returns the auxiliary MSE: each labelled type's head on its faces' pooled features or
+        embeddings (``feats`` (3B, C), ``model.aux_input``) against their label vectors, averaged
+        over the faces that have one."""
+        kinds = list(batch["type"]) * 3
+        labels = batch["labels"].to(feats.device).float()
+        err = feats.new_zeros(())
+        count = 0
+        for t, head in net.aux.items():
+            pred = head(feats.float())
+            rows = [i for i, k in enumerate(kinds) if k == t and bool(batch["has_label"][i])]
+            # 0 * sum gives every head a gradient (zero) even in batches without its type.
+            err = err + 0.0 * pred.sum()
+            if rows:
+                idx = torch.tensor(rows, device=feats.device)
+                target = labels[idx, : pred.shape[1]]
+                err = err + (pred[idx] - target).pow(2).mean(1).sum()
+                count += len(rows)
+        return err / max(count, 1)
 
     def evaluate(self, model: torch.nn.Module, data: IndexedBatches) -> dict[str, float]:
         device = next(model.parameters()).device
