@@ -112,6 +112,16 @@ class _PatchMean(torch.nn.Module):
         return self.vit.forward_features(x)[:, 1:].mean(1)
 
 
+class _ClassToken(torch.nn.Module):
+    # The expression model's encoder pools by patch mean; this baseline reads the class token.
+    def __init__(self, vit: torch.nn.Module) -> None:
+        super().__init__()
+        self.vit = vit
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.vit.forward_features(x)[:, 0]
+
+
 def _embed_refs(source, embedder: Embedder, size: int, batch: int = 64) -> dict[int, np.ndarray]:
     """Returns sample number -> embedding for every sample a triplet source's triples use."""
     from facexpr.train.augment import to_uint8_chw
@@ -325,7 +335,7 @@ def main() -> None:
 
             enc = create_model("expression", **arch).encoder
             load_model_weights(enc, Path(mae_dir) / "encoder.safetensors")
-            models["baseline_mae_cls_cosine"] = _embedder(enc, img_size, cosine=True)
+            models["baseline_mae_cls_cosine"] = _embedder(_ClassToken(enc), img_size, cosine=True)
             models["baseline_mae_patchmean_cosine"] = _embedder(
                 _PatchMean(enc), img_size, cosine=True
             )
