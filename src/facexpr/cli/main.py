@@ -16,6 +16,7 @@ from facexpr.cli import similar as similar_cli
 from facexpr.cli import train as train_cli
 from facexpr.cli._args import positive_float as _positive_float
 from facexpr.cli._args import positive_int as _positive_int
+from facexpr.cli._args import report_failures
 from facexpr.core.errors import ConfigError, FacexprError
 
 log = logging.getLogger("facexpr")
@@ -340,13 +341,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         f"in {report.seconds:.1f} s ({fps:.1f} frames/s)",
         file=sys.stderr,
     )
-    if report.failures:
-        # Exit 2 like any bad input; every good input was still written.
-        print(f"facexpr: {len(report.failures)} input(s) failed:", file=sys.stderr)
-        for f in report.failures:
-            print(f"  {f.line}", file=sys.stderr)
-        return 2
-    return 0
+    return report_failures(report.failures)
 
 
 def cmd_info(_: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from facexpr.cli._args import positive_float as _positive_float
 from facexpr.cli._args import positive_int as _positive_int
+from facexpr.cli._args import report_failures
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -88,9 +89,4 @@ def run(args: argparse.Namespace) -> int:
         f"top {len(result.matches)} written",
         file=sys.stderr,
     )
-    if result.failures:
-        print(f"facexpr: {len(result.failures)} input(s) failed:", file=sys.stderr)
-        for f in result.failures:
-            print(f"  {f.line}", file=sys.stderr)
-        return 2
-    return 0
+    return report_failures(result.failures)
