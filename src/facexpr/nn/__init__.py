@@ -5,8 +5,10 @@ Importing it fills the registry (explicit imports, no lookup by globals): the fx
 (:mod:`.teachers`). ``nn`` imports ``facexpr.core`` only.
 """
 
+from facexpr.nn import analysis as _analysis  # noqa: F401  (registers "analysis")
 from facexpr.nn import expression as _expression  # noqa: F401  (registers "expression")
 from facexpr.nn import vit as _vit  # noqa: F401  (registers the fxvit encoders)
+from facexpr.nn.analysis import FaceAnalysisModel
 from facexpr.nn.expression import ExpressionEncoder
 from facexpr.nn.heads import EmbeddingHead
 from facexpr.nn.losses import triplet_accuracy, triplet_loss
@@ -29,6 +31,7 @@ __all__ = [
     "FACE_STD",
     "EmbeddingHead",
     "ExpressionEncoder",
+    "FaceAnalysisModel",
     "MaskedAutoencoder",
     "VisionTransformer",
     "WeightsCard",

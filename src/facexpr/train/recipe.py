@@ -91,6 +91,7 @@ _RECIPES: dict[str, str] = {
     # name -> "module:Class", imported on first use so `facexpr train --help` stays light.
     "mae": "facexpr.train.recipes.mae:MAERecipe",
     "expression": "facexpr.train.recipes.expression:ExpressionRecipe",
+    "heads": "facexpr.train.recipes.heads:HeadsRecipe",
 }
 
 

@@ -1,5 +1,12 @@
 """Losses and their metrics."""
 
+from facexpr.nn.losses.heads import (
+    ccc,
+    masked_bce,
+    masked_ccc_loss,
+    masked_mse,
+    masked_soft_ce,
+)
 from facexpr.nn.losses.triplet import (
     FEC_MARGINS,
     margins_for,
@@ -8,4 +15,15 @@ from facexpr.nn.losses.triplet import (
     triplet_loss,
 )
 
-__all__ = ["FEC_MARGINS", "margins_for", "triplet_accuracy", "triplet_distances", "triplet_loss"]
+__all__ = [
+    "FEC_MARGINS",
+    "ccc",
+    "margins_for",
+    "masked_bce",
+    "masked_ccc_loss",
+    "masked_mse",
+    "masked_soft_ce",
+    "triplet_accuracy",
+    "triplet_distances",
+    "triplet_loss",
+]

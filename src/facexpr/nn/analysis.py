@@ -1,0 +1,134 @@
+"""The analysis model: one encoder, every head (issue 13).
+
+One forward pass of the foundation encoder feeds:
+
+- ``embedding``: the 16-d unit-length expression embedding (the ``expression`` model's head);
+- ``emotion``: logits of the 8 emotions of :data:`facexpr.core.affect.EMOTIONS`;
+- ``va``: valence and arousal in [-1, 1];
+- ``blendshapes``: the 52 ARKit blendshapes in [0, 1] (:data:`facexpr.core.arkit.ARKIT_NAMES`);
+- ``aus``: AU occurrence logits and 0-5 intensities of :data:`facexpr.core.affect.HEAD_AUS`
+  through the Local AU Features Module (:class:`~facexpr.nn.heads.outputs.LocalAUFeatures`).
+
+Any subset of heads may be built (``heads=``); the output heads may be Mixture-of-Experts layers
+(``experts`` > 1, Norface). Registered as ``analysis``; the trainer is ``facexpr train heads``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from facexpr.core.affect import EMOTIONS, HEAD_AUS
+from facexpr.core.arkit import ARKIT_NAMES
+from facexpr.core.errors import ConfigError
+from facexpr.nn.heads.embedding import EmbeddingHead
+from facexpr.nn.heads.outputs import LocalAUFeatures, MoELinear
+from facexpr.nn.registry import create_model, register_model
+from facexpr.nn.vit import VIT_VARIANTS, VisionTransformer
+
+__all__ = ["HEADS", "FaceAnalysisModel"]
+
+#: The heads the model can carry, in output order.
+HEADS = ("embedding", "emotion", "va", "blendshapes", "aus")
+
+
+class _PooledHead(nn.Module):
+    """LayerNorm, a hidden GELU layer, then a (MoE) linear output."""
+
+    def __init__(self, in_dim: int, out_dim: int, hidden: int, experts: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.LayerNorm(in_dim), nn.Linear(in_dim, hidden), nn.GELU())
+        self.out = MoELinear(hidden, out_dim, experts)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.body(x))
+
+
+class FaceAnalysisModel(nn.Module):
+    """Face images -> a dict of head outputs (see the module docstring).
+
+    Args:
+        encoder: the ViT (patch tokens and pooled features).
+        heads: which heads to build (a subset of :data:`HEADS`).
+        dim: embedding width.
+        hidden_dim: hidden width of the pooled heads and the embedding head.
+        experts: Mixture-of-Experts size of the output layers (1: plain linear).
+        au_dim: width of each AU's local feature in the Local AU Features Module.
+
+    Raises:
+        ConfigError: an unknown or repeated head, or no head.
+    """
+
+    def __init__(
+        self,
+        encoder: VisionTransformer,
+        heads: tuple[str, ...] = HEADS,
+        *,
+        dim: int = 16,
+        hidden_dim: int = 256,
+        experts: int = 1,
+        au_dim: int = 32,
+    ) -> None:
+        super().__init__()
+        heads = tuple(heads)
+        bad = [h for h in heads if h not in HEADS]
+        if bad or not heads or len(set(heads)) != len(heads):
+            raise ConfigError(
+                f"analysis heads must be distinct names of {', '.join(HEADS)}; got {list(heads)}"
+            )
+        self.encoder = encoder
+        self.heads = tuple(h for h in HEADS if h in heads)
+        c = encoder.embed_dim
+        self.head = EmbeddingHead(c, dim, hidden_dim) if "embedding" in heads else None
+        self.emotion = _PooledHead(c, len(EMOTIONS), hidden_dim, experts) if (
+            "emotion" in heads) else None  # fmt: skip
+        self.va = _PooledHead(c, 2, hidden_dim, experts) if "va" in heads else None
+        self.blendshapes = _PooledHead(c, len(ARKIT_NAMES), hidden_dim, experts) if (
+            "blendshapes" in heads) else None  # fmt: skip
+        self.aus = LocalAUFeatures(c, len(HEAD_AUS), au_dim, experts) if "aus" in heads else None
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Returns the heads' outputs of (B, 3, H, W) normalised faces: ``embedding`` (B, dim),
+        ``emotion`` (B, 8) logits, ``va`` (B, 2), ``blendshapes`` (B, 52), ``au_logits`` and
+        ``au_intensity`` (B, 20); only the built heads' keys."""
+        tokens = self.encoder.forward_features(x)
+        pooled = self.encoder.pool(tokens)
+        out: dict[str, torch.Tensor] = {}
+        if self.head is not None:
+            out["embedding"] = self.head(pooled)
+        if self.emotion is not None:
+            out["emotion"] = self.emotion(pooled)
+        if self.va is not None:
+            out["va"] = torch.tanh(self.va(pooled))
+        if self.blendshapes is not None:
+            out["blendshapes"] = torch.sigmoid(self.blendshapes(pooled))
+        if self.aus is not None:
+            out["au_logits"], out["au_intensity"] = self.aus(tokens[:, 1:])
+        return out
+
+
+@register_model("analysis")
+def analysis(
+    encoder: str = "fxvit_tiny_d6_p16_112",
+    heads: tuple[str, ...] | list[str] = HEADS,
+    dim: int = 16,
+    hidden_dim: int = 256,
+    experts: int = 1,
+    au_dim: int = 32,
+    img_size: int | None = None,
+    depth: int | None = None,
+) -> FaceAnalysisModel:
+    """Returns an untrained analysis model on a registered fxvit encoder (patch-mean pooling).
+
+    Raises:
+        ConfigError: an unknown encoder or head.
+    """
+    if encoder not in VIT_VARIANTS:
+        raise ConfigError(
+            f"analysis: unknown encoder '{encoder}' (known: {', '.join(VIT_VARIANTS)})"
+        )
+    overrides = {k: v for k, v in (("img_size", img_size), ("depth", depth)) if v is not None}
+    vit = create_model(encoder, global_pool="avg", **overrides)
+    return FaceAnalysisModel(
+        vit, tuple(heads), dim=dim, hidden_dim=hidden_dim, experts=experts, au_dim=au_dim
+    )

@@ -1,0 +1,488 @@
+"""Recipe ``heads``: the analysis model, every head on one encoder, trained together (issue 13).
+
+``facexpr train heads --config configs/heads.yaml``: the ``analysis`` model of ``facexpr.nn``
+(the foundation encoder, the 16-d expression embedding, emotion, valence-arousal, 52 ARKit
+blendshapes, AUs through the Local AU Features Module) learns from labelled faces of several
+datasets at once, each head from the fields its sources name (:mod:`facexpr.train.labels`), with
+missing labels masked; the embedding learns from the triplet sources of the ``expression`` recipe
+in the same step. So the embedding is shaped by dense labels too (the triplet loss alone
+collapsed on CPU, issue 12), and the heads share what the embedding learns.
+
+A step: ``run.batch_size`` labelled faces, mixed from the sources by ``ratio``, plus
+``data.triplets_per_step`` triplets (drawn from the triplet mix by the batch's own seeded
+generator, so resume and DDP stay deterministic; under DDP each process draws its own
+triplets). Loss::
+
+    w_emotion * soft CE + w_va * (1 - CCC) + w_blendshapes * MSE
+      + w_aus * (BCE(occurrence) + MSE(intensity / 5)) + w_embedding * triplet
+
+Evaluation, on faces of subjects held out of every source (``test_share``) and on the
+evaluation-only ``data.val`` sources: emotion accuracy against the majority label, VA CCC,
+blendshape mean r over the channels that move, AU occurrence F1 and intensity r, triplet
+accuracy per type.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from facexpr.core.errors import ConfigError
+from facexpr.nn import FACE_MEAN, FACE_STD, create_model
+from facexpr.nn.analysis import HEADS
+from facexpr.nn.losses import (
+    masked_bce,
+    masked_ccc_loss,
+    masked_mse,
+    masked_soft_ce,
+    triplet_accuracy,
+    triplet_loss,
+)
+from facexpr.nn.vit import VIT_VARIANTS
+from facexpr.train.augment import FaceAugment, normalise, to_uint8_chw
+from facexpr.train.checkpoint import confine, load_model_weights
+from facexpr.train.config import check_number
+from facexpr.train.data import IndexedBatches
+from facexpr.train.labels import WIDTHS, check_labels, head_target, mirror_blendshapes
+from facexpr.train.mixing import ShardIndex, resize_square
+from facexpr.train.recipe import DataSpec, Recipe
+from facexpr.train.recipes.expression import (
+    ExpressionDataConfig,
+    ExpressionRecipe,
+    TripletSourceConfig,
+)
+from facexpr.train.triplets import TripletType, split_subjects
+
+__all__ = ["FaceSourceConfig", "HeadsDataConfig", "HeadsModelConfig", "HeadsRecipe"]
+
+_TARGETS = ("emotion", "va", "blendshapes", "aus")
+_DEFAULT_WEIGHTS = {"embedding": 1.0, "emotion": 1.0, "va": 0.5, "blendshapes": 10.0, "aus": 1.0}
+
+
+@dataclass
+class HeadsModelConfig:
+    """The analysis model.
+
+    Attributes:
+        encoder: a registered fxvit encoder.
+        img_size: input side in px.
+        depth: encoder blocks (0: the encoder's own).
+        heads: the heads to build (a subset of ``embedding, emotion, va, blendshapes, aus``).
+        dim: embedding width.
+        hidden_dim: hidden width of the heads.
+        experts: Mixture-of-Experts size of the output layers (1: plain linear; Norface).
+        au_dim: width of each AU's local feature (Local AU Features Module).
+        init: starting weights: a ``facexpr train mae`` run folder (its ``encoder.safetensors``),
+            an encoder ``.safetensors`` file, or empty (random).
+        weights: loss weight per head.
+        au_threshold: AU intensity (0-5) from which an AU counts as occurring (FACS A = 1).
+    """
+
+    encoder: str = "fxvit_tiny_d6_p16_112"
+    img_size: int = 112
+    depth: int = 0
+    heads: list[str] = field(default_factory=lambda: list(HEADS))
+    dim: int = 16
+    hidden_dim: int = 256
+    experts: int = 1
+    au_dim: int = 32
+    init: str = ""
+    weights: dict[str, float] = field(default_factory=lambda: dict(_DEFAULT_WEIGHTS))
+    au_threshold: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.encoder not in VIT_VARIANTS:
+            raise ConfigError(
+                f"model.encoder '{self.encoder}' is not an fxvit encoder "
+                f"(known: {', '.join(VIT_VARIANTS)})"
+            )
+        bad = [h for h in self.heads if h not in HEADS]
+        if bad or not self.heads:
+            raise ConfigError(f"model.heads: '{bad[0] if bad else ''}' is not one of {HEADS}")
+        for k, w in self.weights.items():
+            if k not in HEADS:
+                raise ConfigError(f"model.weights: unknown head '{k}' (known: {', '.join(HEADS)})")
+            check_number(f"model.weights.{k}", w, ge=0)
+        for name in ("dim", "hidden_dim", "experts", "au_dim"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"model.{name} must be >= 1, got {getattr(self, name)}")
+        check_number("model.au_threshold", self.au_threshold, gt=0, le=5)
+
+
+@dataclass
+class FaceSourceConfig:
+    """Labelled faces of one or more shard datasets.
+
+    Attributes:
+        datasets: shard folders.
+        labels: head -> the field it is trained from (see :mod:`facexpr.train.labels`).
+        ratio: share of this source in a batch.
+        test_share: share of its subjects held out for evaluation (0: all train; for the
+            evaluation-only ``data.val`` sources, ignored: everything is evaluated).
+        eval_n: held-out faces evaluated at most.
+        name: the name in logs and metrics (default: the first dataset's folder name).
+    """
+
+    datasets: list[str] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)
+    ratio: float = 1.0
+    test_share: float = 0.1
+    eval_n: int = 1000
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.datasets:
+            raise ConfigError("data.faces: a source needs datasets (shard folders)")
+        if not self.labels:
+            raise ConfigError(f"data.faces '{self.datasets[0]}': labels is empty")
+        check_labels(self.labels, f"data.faces '{self.datasets[0]}'")
+        check_number(f"data.faces '{self.datasets[0]}' ratio", self.ratio, gt=0)
+        check_number(f"data.faces '{self.datasets[0]}' test_share", self.test_share, ge=0, lt=1)
+        if not self.name:
+            self.name = Path(self.datasets[0]).name
+
+
+@dataclass
+class HeadsDataConfig:
+    """The labelled faces and the triplets.
+
+    Attributes:
+        faces: labelled face sources, mixed by ``ratio``.
+        val: evaluation-only sources (e.g. FER+ Valid), evaluated whole (up to ``eval_n``).
+        triplets: triplet sources for the embedding (as the ``expression`` recipe's).
+        triplets_per_step: triplets in each step (0: no triplet loss).
+        margins: triplet margin per type.
+        split_seed: seed of the subject split (the same rule as the ``expression`` recipe).
+        scale: random resized crop's area share (min, max).
+        flip: random horizontal flips (blendshape labels are mirrored with the image).
+    """
+
+    faces: list[FaceSourceConfig] = field(default_factory=list)
+    val: list[FaceSourceConfig] = field(default_factory=list)
+    triplets: list[TripletSourceConfig] = field(default_factory=list)
+    triplets_per_step: int = 16
+    margins: dict[str, float] = field(default_factory=lambda: ExpressionDataConfig().margins)
+    split_seed: int = 0
+    scale: tuple[float, float] = (0.85, 1.0)
+    flip: bool = True
+
+    def __post_init__(self) -> None:
+        if self.triplets_per_step < 0:
+            raise ConfigError(f"data.triplets_per_step must be >= 0, got {self.triplets_per_step}")
+
+
+class _Faces:
+    """The labelled faces of one source side: refs, per-head targets and masks."""
+
+    def __init__(self, sc: FaceSourceConfig, split: str, seed: int, limit: int | None) -> None:
+        self.name = sc.name
+        self.indexes = [ShardIndex(d) for d in sc.datasets]
+        refs, subj = [], []
+        for di, ix in enumerate(self.indexes):
+            for i in range(len(ix)):
+                s = ix.subject_ids[i]
+                refs.append((di, i))
+                subj.append(f"{di}:{s}" if s else f"{di}:#{i}")
+        if split != "all":
+            keep_ids = split_subjects(subj, sc.test_share, seed)[split]
+            keep = [k for k, s in enumerate(subj) if s in keep_ids]
+            refs = [refs[k] for k in keep]
+        self.targets: dict[str, np.ndarray] = {}
+        self.masks: dict[str, np.ndarray] = {}
+        for head, fname in sc.labels.items():
+            t = np.zeros((len(refs), WIDTHS[head]), np.float32)
+            m = np.zeros((len(refs), WIDTHS[head]), bool)
+            for k, (di, i) in enumerate(refs):
+                v = self.indexes[di].labels[i].get(fname)
+                if v is not None and np.all(np.isfinite(np.asarray(v, np.float32))):
+                    t[k], m[k] = head_target(head, fname, v)
+            self.targets[head], self.masks[head] = t, m
+        has_any = np.zeros(len(refs), bool)
+        for m in self.masks.values():
+            has_any |= m.any(1)
+        keep = np.flatnonzero(has_any)
+        if limit is not None and len(keep) > limit:
+            keep = np.sort(np.random.default_rng(seed).permutation(keep)[:limit])
+        self.refs = [refs[int(k)] for k in keep]
+        self.targets = {h: t[keep] for h, t in self.targets.items()}
+        self.masks = {h: m[keep] for h, m in self.masks.items()}
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    def image(self, k: int, size: int) -> np.ndarray:
+        di, i = self.refs[k]
+        return resize_square(self.indexes[di].image(i), size)
+
+
+class _EvalBatches:
+    """Every item once, in order, in batches of ``batch_size`` (the last one may be smaller:
+    evaluation must not drop faces)."""
+
+    def __init__(self, n: int, fetch, batch_size: int) -> None:
+        self.n, self.fetch, self.batch_size = n, fetch, batch_size
+
+    def __len__(self) -> int:
+        return -(-self.n // self.batch_size)
+
+    def batches(self, epoch: int, start: int = 0):
+        for b in range(start, len(self)):
+            idx = np.arange(b * self.batch_size, min(self.n, (b + 1) * self.batch_size))
+            yield self.fetch(idx, [None] * len(idx))
+
+
+class HeadsRecipe(Recipe):
+    """The analysis heads (see the module docstring)."""
+
+    name = "heads"
+    ModelConfig = HeadsModelConfig
+    DataConfig = HeadsDataConfig
+
+    def __init__(self, model: HeadsModelConfig, data: HeadsDataConfig) -> None:
+        super().__init__(model, data)
+        self._sides: dict[str, list[_Faces]] = {}
+        self._trip = None
+        if data.triplets and data.triplets_per_step and "embedding" in model.heads:
+            d = ExpressionDataConfig(
+                sources=data.triplets, margins=data.margins, split_seed=data.split_seed,
+                scale=data.scale, flip=data.flip,
+            )  # fmt: skip
+            from facexpr.train.recipes.expression import ExpressionModelConfig
+
+            self._trip = ExpressionRecipe(ExpressionModelConfig(img_size=model.img_size), d)
+
+    # -- model ------------------------------------------------------------------------------
+
+    def build_model(self) -> torch.nn.Module:
+        m: HeadsModelConfig = self.model_cfg
+        kw: dict[str, object] = {"img_size": m.img_size}
+        if m.depth:
+            kw["depth"] = m.depth
+        model = create_model(
+            "analysis", encoder=m.encoder, heads=tuple(m.heads), dim=m.dim,
+            hidden_dim=m.hidden_dim, experts=m.experts, au_dim=m.au_dim, **kw,
+        )  # fmt: skip
+        if m.init:
+            path = Path(m.init)
+            if path.is_dir():
+                path = confine(path / "encoder.safetensors", path)
+            load_model_weights(model.encoder, path)
+        return model
+
+    def export(self, model: torch.nn.Module, run_dir: Path) -> list[Path]:
+        """Writes ``analysis.safetensors`` (the whole model) and, with an embedding head,
+        ``expression.safetensors`` (encoder + embedding head: loads into
+        ``create_model("expression", ...)``)."""
+        from facexpr.nn.expression import ExpressionEncoder
+        from facexpr.train.checkpoint import export_weights
+
+        out = [export_weights(model, run_dir / "analysis.safetensors")]
+        if model.head is not None:
+            bare = ExpressionEncoder(model.encoder, model.head)
+            out.append(export_weights(bare, run_dir / "expression.safetensors"))
+        return out
+
+    # -- data -------------------------------------------------------------------------------
+
+    def _side(self, split: str) -> list[_Faces]:
+        if split not in self._sides:
+            d: HeadsDataConfig = self.data_cfg
+            if not d.faces:
+                raise ConfigError(
+                    "data.faces is empty: give labelled face sources, e.g. "
+                    "{datasets: [data/ferplus_train], labels: {emotion: emotion_soft}}"
+                )
+            heads = set(self.model_cfg.heads)
+            for sc in [*d.faces, *d.val]:
+                unused = sorted(set(sc.labels) - heads)
+                if unused:
+                    raise ConfigError(
+                        f"data.faces '{sc.name}': labels for '{unused[0]}', which model.heads "
+                        "does not build"
+                    )
+            if split == "train":
+                sides = [
+                    _Faces(sc, "train" if sc.test_share else "all", d.split_seed, None)
+                    for sc in d.faces
+                ]
+            else:
+                sides = [
+                    _Faces(sc, "test", d.split_seed, sc.eval_n) for sc in d.faces if sc.test_share
+                ]
+                sides += [_Faces(sc, "all", d.split_seed, sc.eval_n) for sc in d.val]
+                for s, sc in zip(sides[len(sides) - len(d.val) :], d.val, strict=True):
+                    s.name = f"val:{sc.name}"
+            for s in sides:
+                if split == "train" and len(s) == 0:
+                    raise ConfigError(f"data.faces '{s.name}': no face carries its labels")
+            self._sides[split] = [s for s in sides if len(s)]
+        return self._sides[split]
+
+    def _collate(self, faces: list[tuple[_Faces, int, np.ndarray, bool]]) -> dict[str, object]:
+        batch: dict[str, object] = {"images": to_uint8_chw([f[2] for f in faces])}
+        for head in _TARGETS:
+            t = np.zeros((len(faces), WIDTHS[head]), np.float32)
+            m = np.zeros((len(faces), WIDTHS[head]), bool)
+            for r, (src, k, _img, flipped) in enumerate(faces):
+                if head in src.targets:
+                    t[r], m[r] = src.targets[head][k], src.masks[head][k]
+                    if flipped and head == "blendshapes":
+                        t[r], m[r] = mirror_blendshapes(t[r]), mirror_blendshapes(m[r])
+            batch[head] = torch.from_numpy(t)
+            batch[f"{head}_mask"] = torch.from_numpy(m)
+        batch["source"] = [f[0].name for f in faces]
+        return batch
+
+    def build_data(self, split: Literal["train", "val"], spec: DataSpec) -> IndexedBatches | None:
+        train = split == "train"
+        sides = self._side("train" if train else "test")
+        if not sides:
+            return None
+        size = self.model_cfg.img_size
+        aug = FaceAugment(size, self.data_cfg.scale, flip=False)
+        flip = self.data_cfg.flip
+        if train:
+            ratios = np.array([sc.ratio for sc in self.data_cfg.faces], np.float64)
+            # One epoch: every face of the largest source (by ratio) once; the others drawn at
+            # their ratio, cycling.
+            n = int(max(len(s) / (r / ratios.sum()) for s, r in zip(sides, ratios, strict=True)))
+            rng = np.random.default_rng(spec.seed)
+            which = rng.choice(len(sides), size=n, p=ratios / ratios.sum())
+            pos = np.zeros(n, np.int64)
+            for si, s in enumerate(sides):
+                sel = np.flatnonzero(which == si)
+                pos[sel] = rng.permutation(np.resize(np.arange(len(s)), len(sel)))
+        else:
+            which = np.concatenate([np.full(len(s), si) for si, s in enumerate(sides)])
+            pos = np.concatenate([np.arange(len(s)) for s in sides])
+            n = len(which)
+        trip = self._trip._mix("train" if train else "test", spec.seed) if self._trip else None
+        t_aug = FaceAugment(size, self.data_cfg.scale, self.data_cfg.flip)
+        margins = {t: self.data_cfg.margins.get(t.name.lower()) for t in TripletType}
+        per_step = self.data_cfg.triplets_per_step
+
+        def fetch(idx: np.ndarray, rngs: list[np.random.Generator]) -> dict[str, object]:
+            faces = []
+            for j, i in enumerate(idx):
+                src = sides[int(which[i])]
+                img = src.image(int(pos[i]), size)
+                r = rngs[j] if train else None
+                img = aug(img, r)
+                flipped = bool(train and flip and r is not None and r.random() < 0.5)
+                if flipped:
+                    img = np.ascontiguousarray(img[:, ::-1])
+                faces.append((src, int(pos[i]), img, flipped))
+            batch = self._collate(faces)
+            if trip is not None and len(trip):
+                g = rngs[0] if train else np.random.default_rng(int(idx[0]))
+                tk = g.integers(0, len(trip), per_step) if train else (
+                    (np.arange(per_step) + int(idx[0])) % len(trip))  # fmt: skip
+                items = [trip[int(k)] for k in tk]
+                use = [g] * len(items) if train else [None] * len(items)
+                batch["triplet_images"] = to_uint8_chw(
+                    [t_aug(getattr(t, role), r) for role in ("anchor", "positive", "negative")
+                     for t, r in zip(items, use, strict=True)]
+                )  # fmt: skip
+                batch["margin"] = torch.tensor(
+                    [margins[t.type_id] or 0.1 for t in items], dtype=torch.float32
+                )
+                batch["type"] = [t.type_id.name.lower() for t in items]
+            return batch
+
+        if train:
+            return IndexedBatches(
+                n, fetch, spec.batch_size, seed=spec.seed, rank=spec.rank,
+                world_size=spec.world_size,
+            )  # fmt: skip
+        return _EvalBatches(n, fetch, 64)
+
+    # -- losses -----------------------------------------------------------------------------
+
+    def _forward(self, model: torch.nn.Module, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        return model(normalise(images, FACE_MEAN, FACE_STD))
+
+    def losses(self, out: dict[str, torch.Tensor], batch: dict) -> dict[str, torch.Tensor]:
+        """Returns each built head's masked loss on a batch's labelled faces."""
+        m: HeadsModelConfig = self.model_cfg
+        dev = next(iter(out.values())).device
+
+        def get(k: str) -> torch.Tensor:
+            return batch[k].to(dev)
+
+        res: dict[str, torch.Tensor] = {}
+        if "emotion" in out:
+            res["emotion"] = masked_soft_ce(out["emotion"].float(), get("emotion"),
+                                            get("emotion_mask"))  # fmt: skip
+        if "va" in out:
+            res["va"] = masked_ccc_loss(out["va"].float(), get("va"), get("va_mask"))
+        if "blendshapes" in out:
+            res["blendshapes"] = masked_mse(
+                out["blendshapes"].float(), get("blendshapes"), get("blendshapes_mask")
+            )
+        if "au_logits" in out:
+            inten, mask = get("aus"), get("aus_mask")
+            occ = (inten >= m.au_threshold).float()
+            res["aus"] = masked_bce(out["au_logits"].float(), occ, mask) + masked_mse(
+                out["au_intensity"].float() / 5.0, inten / 5.0, mask
+            )
+        return res
+
+    def step(self, model: torch.nn.Module, batch: dict) -> dict[str, torch.Tensor]:
+        m: HeadsModelConfig = self.model_cfg
+        images = batch["images"]
+        n_faces = images.shape[0]
+        if "triplet_images" in batch:
+            images = torch.cat([images, batch["triplet_images"].to(images.device)])
+        out = self._forward(model, images)
+        face_out = {k: v[:n_faces] for k, v in out.items()}
+        parts = self.losses(face_out, batch)
+        logs: dict[str, torch.Tensor] = {}
+        if "embedding" in out:
+            if "triplet_images" in batch:
+                a, p, n = out["embedding"][n_faces:].float().chunk(3)
+                parts["embedding"] = triplet_loss(a, p, n, batch["margin"].to(a.device))
+                logs["acc"] = triplet_accuracy(a.detach(), p.detach(), n.detach())
+            else:
+                parts["embedding"] = 0.0 * out["embedding"].sum()
+        loss = sum(m.weights.get(k, 1.0) * v for k, v in parts.items())
+        return {"loss": loss, **{k: v.detach() for k, v in parts.items()}, **logs}
+
+    # -- evaluation -------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def evaluate(self, model: torch.nn.Module, data: IndexedBatches) -> dict[str, float]:
+        from facexpr.train.head_metrics import head_metrics
+
+        device = next(model.parameters()).device
+        collected: dict[str, dict[str, list[np.ndarray]]] = {}
+        trip_right: dict[str, list[float]] = {}
+        for batch in data.batches(0):
+            out = self._forward(model, batch["images"].to(device))
+            for r, src in enumerate(batch["source"]):
+                c = collected.setdefault(src, {})
+                for k, v in out.items():
+                    c.setdefault(f"pred_{k}", []).append(v[r].float().cpu().numpy())
+                for h in _TARGETS:
+                    c.setdefault(h, []).append(batch[h][r].numpy())
+                    c.setdefault(f"{h}_mask", []).append(batch[f"{h}_mask"][r].numpy())
+            if "triplet_images" in batch and "embedding" in out:
+                emb = self._forward(model, batch["triplet_images"].to(device))["embedding"]
+                a, p, n = emb.float().chunk(3)
+                d_ap = (a - p).pow(2).sum(1)
+                ok = (d_ap < (a - n).pow(2).sum(1)) & (d_ap < (p - n).pow(2).sum(1))
+                for kind, v in zip(batch["type"], ok.tolist(), strict=True):
+                    trip_right.setdefault(kind, []).append(float(v))
+        res: dict[str, float] = {}
+        for src, c in collected.items():
+            arrays = {k: np.stack(v) for k, v in c.items()}
+            for k, v in head_metrics(arrays, self.model_cfg.au_threshold).items():
+                res[f"{src}/{k}"] = v
+        every = [v for vs in trip_right.values() for v in vs]
+        if every:
+            res["triplet_acc"] = float(np.mean(every))
+            res.update({f"triplet_acc/{k}": float(np.mean(v)) for k, v in trip_right.items()})
+        return res
