@@ -67,12 +67,32 @@ Embedder = Callable[[torch.Tensor], torch.Tensor]  # (B, 3, S, S) uint8 -> (B, D
 
 
 def _load_run_config(run_dir: Path, recipe: str):
-    """A run folder's resolved config (or a config file given directly)."""
+    """A run folder's resolved config (or a config file given directly). An ``expression``
+    config may also be a ``heads`` run's: its encoder, embedding head and triplet sources are
+    read as the ``expression`` recipe's (the same subject split: ``test_share`` 0.1 and the
+    run's ``split_seed``, as the heads recipe mines its triplets)."""
+    import yaml
+
     from facexpr.train.config import load_config
     from facexpr.train.recipe import get_recipe
 
-    cls = get_recipe(recipe)
     path = run_dir if run_dir.is_file() else run_dir / "config.yaml"
+    if recipe == "expression" and yaml.safe_load(path.read_text()).get("recipe") == "heads":
+        from types import SimpleNamespace
+
+        from facexpr.train.recipes.expression import ExpressionDataConfig, ExpressionModelConfig
+
+        cls = get_recipe("heads")
+        h = load_config("heads", cls.ModelConfig, cls.DataConfig, path)
+        model = ExpressionModelConfig(
+            encoder=h.model.encoder, img_size=h.model.img_size, depth=h.model.depth,
+            dim=h.model.dim, hidden_dim=h.model.hidden_dim, init=h.model.init,
+        )  # fmt: skip
+        data = ExpressionDataConfig(
+            sources=h.data.triplets, margins=h.data.margins, split_seed=h.data.split_seed
+        )
+        return SimpleNamespace(model=model, data=data, heads=h)
+    cls = get_recipe(recipe)
     return load_config(recipe, cls.ModelConfig, cls.DataConfig, path)
 
 
@@ -344,6 +364,8 @@ def main() -> None:
     named: list[tuple[str, Path]] = []
     if cfg is not None:
         named += [(p, where) for sc in cfg.data.sources for p in sc.datasets]
+        if hasattr(cfg, "heads"):  # a heads run also trained on its labelled faces
+            named += [(p, where) for sc in cfg.heads.data.faces for p in sc.datasets]
     if mae_dir is not None and (Path(mae_dir) / "config.yaml").is_file():
         mcfg = _load_run_config(Path(mae_dir), "mae")
         named += [(p, Path(mae_dir)) for p in mcfg.data.shards]

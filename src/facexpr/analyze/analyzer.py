@@ -16,6 +16,7 @@ from typing import Literal
 import numpy as np
 
 from facexpr.analyze.embedding import EmbeddingOptions
+from facexpr.analyze.heads import HeadsOptions
 from facexpr.analyze.stages import Stage, run_stages
 from facexpr.analyze.table import ExpressionTable
 from facexpr.core import columns as C
@@ -54,8 +55,15 @@ class AnalyzerOptions:
         mesh: add the 468-point mesh columns (mesh_x_*, mesh_y_*, mesh_z_*) to the table.
         aligned: inputs are pre-cropped faces (one face filling each image, e.g. 48 px FER+
             crops): no detection; the mesh runs on the whole image.
-        blendshapes: "fit" adds the 52 ARKit blendshapes and FACS AU intensities (AUxx_r, 0-5)
-            by fitting the ICT FaceKit morphable model to the landmarks; "none" skips them.
+        blendshapes: the 52 ARKit blendshape columns: "learned" from the analysis heads, "fit"
+            by fitting the ICT FaceKit morphable model to the landmarks (with its FACS AU
+            intensities AUxx_r when the heads do not run), "none" for none; "auto" (default):
+            "learned" when analysis weights are available, else "none".
+        heads: the learned heads (emotions, valence, arousal, AUxx_r and AUxx_c, learned
+            blendshapes, the embedding: :mod:`facexpr.analyze.heads`) with these options, or
+            None for none. On by default when weights are available; ``heads_note`` says why
+            not otherwise.
+        heads_note: set when the heads were asked for but are off: why.
         embedding: the expression embedding (``FaceResult.embedding``, columns expr_00..expr_15)
             with these options, or None for none. On by default when weights are available
             (shipped, or ``EmbeddingOptions(weights=PATH)``); without any, the analysis runs
@@ -77,11 +85,15 @@ class AnalyzerOptions:
     num_threads: int = 1
     device: Device = "auto"
     mesh: bool = False
-    blendshapes: Literal["none", "fit"] = "none"
+    blendshapes: Literal["auto", "none", "fit", "learned"] = "auto"
     aligned: bool = False
     embedding: EmbeddingOptions | None = field(default_factory=EmbeddingOptions)
+    heads: HeadsOptions | None = field(default_factory=HeadsOptions)
     groups: tuple[str, ...] = field(init=False)
     embedding_note: str | None = field(init=False, default=None)
+    heads_note: str | None = field(init=False, default=None)
+    heads_on: bool = field(init=False, default=False)
+    separate_embedding: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
         if self.mode is not None and not isinstance(self.mode, RunningMode):
@@ -106,20 +118,58 @@ class AnalyzerOptions:
             raise ConfigError(f"redetect_every must be >= 1, not {self.redetect_every}")
         if self.num_threads < 1:
             raise ConfigError(f"num_threads must be >= 1, not {self.num_threads}")
-        if self.blendshapes not in ("none", "fit"):
-            raise ConfigError(f"blendshapes must be 'none' or 'fit', not {self.blendshapes!r}")
+        if self.blendshapes not in ("auto", "none", "fit", "learned"):
+            raise ConfigError(
+                f"blendshapes must be 'auto', 'none', 'fit' or 'learned', not {self.blendshapes!r}"
+            )
+        if self.heads is not None and not isinstance(self.heads, HeadsOptions):
+            raise ConfigError(
+                f"heads must be HeadsOptions or None, not {type(self.heads).__name__}"
+            )
+        self.heads_note = None
+        self.heads_on = False
+        if self.heads is not None:
+            if not self.heads.available:
+                self.heads_note = (
+                    "no analysis weights are shipped yet: emotions, valence-arousal, AUs and "
+                    "learned blendshapes are left out (give trained weights with --heads-weights)"
+                )
+            elif self.align_size == 0:
+                if self.heads.weights is not None:
+                    raise ConfigError(
+                        "the analysis heads need the aligned crop: align_size must be > 0"
+                    )
+                self.heads_note = "align_size is 0: no crop, so no learned heads"
+            else:
+                self.heads_on = True
+        if self.blendshapes == "auto":
+            self.blendshapes = "learned" if self.heads_on else "none"
+        if self.blendshapes == "learned" and not self.heads_on:
+            raise ConfigError(
+                f"blendshapes 'learned' needs the analysis heads: {self.heads_note or 'heads off'}"
+            )
         if self.device != "auto":
             # "auto" is left to the stages that run torch: without one, torch is never imported.
             self.device = resolve_device(self.device)
         groups = list(C.DEFAULT_GROUPS)
-        if self.blendshapes == "fit":
-            groups += ["blendshapes", "aus"]
+        if self.blendshapes in ("fit", "learned"):
+            groups.append("blendshapes")
+        if self.blendshapes == "fit" and not self.heads_on:
+            groups.append("aus")  # the fitted AUs; the heads' AUxx_r replace them when on
+        if self.heads_on:
+            groups += ["au_heads", "emotions", "va"]
         if self.embedding is not None and not isinstance(self.embedding, EmbeddingOptions):
             raise ConfigError(
                 f"embedding must be EmbeddingOptions or None, not {type(self.embedding).__name__}"
             )
         self.embedding_note = None
-        if self.embedding is not None:
+        # The heads carry the embedding; a separate expression model runs only when its weights
+        # are given by path (or when the heads are off).
+        self.separate_embedding = False
+        if self.heads_on and (self.embedding is None or self.embedding.weights is None):
+            if self.embedding is not None:
+                groups.append("expr")
+        elif self.embedding is not None:
             if not self.embedding.available:
                 self.embedding_note = (
                     "no expression weights are shipped yet: the expr_00..expr_15 columns are "
@@ -133,6 +183,7 @@ class AnalyzerOptions:
                 self.embedding_note = "align_size is 0: no crop, so no expression embedding"
             else:
                 groups.append("expr")
+                self.separate_embedding = True
         if self.mesh:
             groups.append("mesh")
         self.groups = tuple(groups)
@@ -140,7 +191,7 @@ class AnalyzerOptions:
     @property
     def embedding_on(self) -> bool:
         """Whether the expression embedding runs (asked for, and weights available)."""
-        return "expr" in self.groups
+        return "expr" in self.groups and self.separate_embedding
 
 
 def resolve_device(device: str) -> str:
@@ -174,6 +225,19 @@ class Analyzer:
             from facexpr.analyze.blendshapes import BlendshapeFitter
 
             self.stages.append(BlendshapeFitter(device=o.device))
+        if o.heads_note is not None:
+            log.info("%s", o.heads_note)
+        if o.heads_on:
+            from facexpr.analyze.heads import FaceHeads
+
+            self.stages.append(
+                FaceHeads(
+                    o.heads,
+                    blendshapes=o.blendshapes == "learned",
+                    device=o.device,
+                    num_threads=o.num_threads,
+                )
+            )
         if o.embedding_note is not None:
             log.info("%s", o.embedding_note)
         if o.embedding_on:

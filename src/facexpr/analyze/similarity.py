@@ -192,7 +192,7 @@ def find_similar(
     if not isinstance(top, int) or top < 1:
         raise ConfigError(f"top must be an integer >= 1, not {top!r}")
     options = options or AnalyzerOptions()
-    if not options.embedding_on:
+    if "expr" not in options.groups:
         if options.embedding is None:
             raise ConfigError("ranking by expression needs the embedding: options.embedding=None")
         raise ModelError(

@@ -77,6 +77,18 @@ def _fill_face(row: np.ndarray, pos: dict[str, int], face: FaceResult, groups) -
     if "expr" in groups and face.embedding is not None:
         i = pos[C.EXPR[0]]
         row[i : i + C.N_EXPR] = face.embedding
+    if "emotions" in groups and face.emotions is not None:
+        i = pos[C.GROUPS["emotions"][0]]
+        row[i : i + len(face.emotions)] = face.emotions
+    if "va" in groups and face.valence_arousal is not None:
+        i = pos[C.GROUPS["va"][0]]
+        row[i : i + 2] = face.valence_arousal
+    if "au_heads" in groups and face.au_intensity is not None:
+        i = pos[C.GROUPS["au_heads"][0]]
+        n = len(face.au_intensity)
+        row[i : i + n] = face.au_intensity
+        if face.au_occurrence is not None:
+            row[i + n : i + 2 * n] = face.au_occurrence
     if "mesh" in groups and face.mesh is not None:
         for axis, names in enumerate((C.MESH_X, C.MESH_Y, C.MESH_Z)):
             i = pos[names[0]]

@@ -90,9 +90,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     a.add_argument(
         "--blendshapes",
-        choices=("none", "fit"),
-        default="none",
-        help="'fit': ARKit blendshapes and AU intensities by fitting the ICT face model",
+        choices=("auto", "learned", "fit", "none"),
+        default="auto",
+        help="the 52 ARKit blendshapes: 'learned' (the analysis heads), 'fit' (fitting the ICT "
+        "face model, with its AU intensities when the heads are off), 'none'; 'auto' (default): "
+        "learned when analysis weights are available",
+    )
+    a.add_argument(
+        "--no-heads",
+        action="store_true",
+        help="leave out the learned heads (emotions, valence, arousal, AUxx_r/AUxx_c, learned "
+        "blendshapes; on by default when analysis weights are available)",
+    )
+    a.add_argument(
+        "--heads-weights",
+        metavar="PATH",
+        default=None,
+        help="analysis model weights (a 'facexpr train heads' run's analysis.safetensors) "
+        "instead of the shipped ones",
     )
     a.add_argument(
         "--no-embedding",
@@ -288,14 +303,22 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_analyze(args: argparse.Namespace) -> int:
     from facexpr.analyze import Analyzer, AnalyzerOptions, run_batch
     from facexpr.analyze.embedding import EmbeddingOptions
+    from facexpr.analyze.heads import HeadsOptions
     from facexpr.io.sources import printable_path
 
     if args.no_embedding and args.expression_weights:
         raise ConfigError("--no-embedding and --expression-weights contradict each other")
+    if args.no_heads and args.heads_weights:
+        raise ConfigError("--no-heads and --heads-weights contradict each other")
     embedding = (
         None
         if args.no_embedding
         else EmbeddingOptions(weights=args.expression_weights, runtime=args.embedding_runtime)
+    )
+    heads = (
+        None
+        if args.no_heads
+        else HeadsOptions(weights=args.heads_weights, runtime=args.embedding_runtime)
     )
     options = AnalyzerOptions(
         detector=args.detector,
@@ -312,9 +335,11 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         blendshapes=args.blendshapes,
         aligned=args.aligned,
         embedding=embedding,
+        heads=heads,
     )
-    if options.embedding_note is not None and not args.quiet:
-        print(f"facexpr: note: {options.embedding_note}", file=sys.stderr)
+    for note in (options.heads_note, options.embedding_note):
+        if note is not None and not args.quiet:
+            print(f"facexpr: note: {note}", file=sys.stderr)
     progress = not args.no_progress and sys.stderr.isatty()
     try:
         with Analyzer(options) as analyzer:

@@ -9,6 +9,12 @@ every writer and reader agrees on names and order.
 
 from __future__ import annotations
 
+from facexpr.core.affect import (
+    AU_CLASS_COLUMNS,
+    AU_INTENSITY_COLUMNS,
+    EMOTION_COLUMNS,
+    VA_COLUMNS,
+)
 from facexpr.core.arkit import ARKIT_NAMES
 
 N_LANDMARKS = 68
@@ -58,6 +64,11 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "mesh": (*MESH_X, *MESH_Y, *MESH_Z),
     "blendshapes": (*BLENDSHAPES, FIT_RESIDUAL),
     "expr": EXPR,
+    # The learned heads (facexpr.analyze.heads): emotion probabilities, valence-arousal, and AU
+    # intensities then occurrences, OpenFace's names and order (AUxx_r ..., AUxx_c ...).
+    "emotions": EMOTION_COLUMNS,
+    "va": VA_COLUMNS,
+    "au_heads": (*AU_INTENSITY_COLUMNS, *AU_CLASS_COLUMNS),
 }
 
 DEFAULT_GROUPS = ("meta", "pose", "landmarks", "face")

@@ -106,6 +106,12 @@ class FaceResult:
         embedding: (16,) float32, L2-normalised expression embedding of the aligned crop
             (``facexpr.analyze.embedding``; cosine or squared distance follows expression
             similarity, not identity), or None when not computed.
+        emotions: (8,) float32 probabilities of ``core.affect.EMOTIONS`` (learned heads), or None.
+        valence_arousal: (2,) float32 valence and arousal in [-1, 1] (learned heads), or None.
+        au_occurrence: (20,) float32 0/1 occurrence of ``core.affect.HEAD_AUS`` (learned heads,
+            calibrated thresholds), or None.
+        au_intensity: (20,) float32 0-5 intensities of ``core.affect.HEAD_AUS`` (learned
+            heads), or None.
     """
 
     box: np.ndarray
@@ -122,6 +128,10 @@ class FaceResult:
     aus: np.ndarray | None = None
     fit_residual: float = float("nan")
     embedding: np.ndarray | None = None  # (16,) float32, L2-normalised
+    emotions: np.ndarray | None = None
+    valence_arousal: np.ndarray | None = None
+    au_occurrence: np.ndarray | None = None
+    au_intensity: np.ndarray | None = None
 
 
 @dataclass(frozen=True, slots=True)

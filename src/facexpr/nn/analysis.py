@@ -23,10 +23,17 @@ from facexpr.core.arkit import ARKIT_NAMES
 from facexpr.core.errors import ConfigError
 from facexpr.nn.heads.embedding import EmbeddingHead
 from facexpr.nn.heads.outputs import LocalAUFeatures, MoELinear
-from facexpr.nn.registry import create_model, register_model
-from facexpr.nn.vit import VIT_VARIANTS, VisionTransformer
+from facexpr.nn.registry import WEIGHTS_DIR, WeightsCard, create_model, read_card, register_model
+from facexpr.nn.vit import FACE_MEAN, FACE_STD, VIT_VARIANTS, VisionTransformer
 
-__all__ = ["HEADS", "FaceAnalysisModel"]
+__all__ = [
+    "ANALYSIS_CARD",
+    "HEADS",
+    "PACKED_LAYOUT",
+    "FaceAnalysisModel",
+    "PackedAnalysis",
+    "shipped_cards",
+]
 
 #: The heads the model can carry, in output order.
 HEADS = ("embedding", "emotion", "va", "blendshapes", "aus")
@@ -107,7 +114,82 @@ class FaceAnalysisModel(nn.Module):
         return out
 
 
-@register_model("analysis")
+#: Column slices of :class:`PackedAnalysis`'s output: name -> width, in order.
+PACKED_LAYOUT = (
+    ("embedding", 16),
+    ("emotion", len(EMOTIONS)),
+    ("va", 2),
+    ("blendshapes", len(ARKIT_NAMES)),
+    ("au_probability", len(HEAD_AUS)),
+    ("au_intensity", len(HEAD_AUS)),
+)
+
+
+class PackedAnalysis(nn.Module):
+    """The analysis model with one (B, 118) output for runtimes that take one tensor (ONNX):
+    the columns of :data:`PACKED_LAYOUT`; emotion as probabilities, AUs as occurrence
+    probabilities; heads the model lacks are NaN.
+
+    Raises:
+        ConfigError: the model's embedding is not 16-d.
+    """
+
+    def __init__(self, model: FaceAnalysisModel) -> None:
+        super().__init__()
+        if model.head is not None and model.head.dim != 16:
+            raise ConfigError(f"PackedAnalysis needs a 16-d embedding, got {model.head.dim}")
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.model(x)
+        b = x.shape[0]
+        parts = {
+            "embedding": out.get("embedding"),
+            "emotion": torch.softmax(out["emotion"], -1) if "emotion" in out else None,
+            "va": out.get("va"),
+            "blendshapes": out.get("blendshapes"),
+            "au_probability": torch.sigmoid(out["au_logits"]) if "au_logits" in out else None,
+            "au_intensity": out.get("au_intensity"),
+        }
+        cols = [
+            parts[name] if parts[name] is not None else x.new_full((b, width), float("nan"))
+            for name, width in PACKED_LAYOUT
+        ]
+        return torch.cat([c.float() for c in cols], dim=1)
+
+
+#: The default card while no analysis weights are shipped (no sha256: ``pretrained=True`` then
+#: raises a ModelError naming the training command; random weights are never shipped).
+ANALYSIS_CARD = WeightsCard(
+    tag="heads",
+    input_size=(112, 112),
+    mean=FACE_MEAN,
+    std=FACE_STD,
+    file="analysis_heads.safetensors",
+    sha256="",
+    architecture="analysis: fxvit_tiny_d6_p16_112 + embedding, emotion, va, blendshapes, aus",
+    config={"encoder": "fxvit_tiny_d6_p16_112"},
+    license="weights trained on research-use datasets (UTKFace, FER+): research use only",
+    notes="UTKFace and FER+ are research-use datasets: these weights are for research use only",
+    train_command="facexpr train heads --config configs/heads_tiny.yaml",
+)
+
+
+def shipped_cards() -> tuple[WeightsCard, ...]:
+    """Returns the cards of the analysis weights shipped in ``nn/weights/``
+    (``analysis_<tag>.json``, written by ``scripts/ship_analysis_weights.py``), default tag
+    ``heads`` first.
+
+    Raises:
+        ModelError: a card file there is unreadable or invalid (naming it).
+    """
+    cards = [read_card(p) for p in sorted(WEIGHTS_DIR.glob("analysis_*.json"))]
+    if not any(c.tag == ANALYSIS_CARD.tag for c in cards):
+        cards.append(ANALYSIS_CARD)
+    return tuple(sorted(cards, key=lambda c: c.tag != "heads"))
+
+
+@register_model("analysis", cards=shipped_cards())
 def analysis(
     encoder: str = "fxvit_tiny_d6_p16_112",
     heads: tuple[str, ...] | list[str] = HEADS,

@@ -84,6 +84,9 @@ class LocalAUFeatures(nn.Module):
         self.occ_b = nn.Parameter(torch.zeros(experts, n_aus))
         self.int_b = nn.Parameter(torch.zeros(experts, n_aus))
         self.gate = nn.Linear(in_dim, experts) if experts > 1 else None
+        # Occurrence thresholds on the probability, one per AU: 0.5 until calibrated on held-out
+        # faces (scripts/ship_analysis_weights.py), saved with the weights.
+        self.register_buffer("thresholds", torch.full((n_aus,), 0.5))
 
     def masks(self, tokens: torch.Tensor) -> torch.Tensor:
         """Returns (B, n_aus, N) masks in (0, 1) of (B, N, D) patch tokens."""

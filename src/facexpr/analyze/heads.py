@@ -1,0 +1,230 @@
+"""The learned heads stage: every face's aligned crop -> embedding, emotions, valence-arousal,
+learned blendshapes, AU occurrence and intensity, from one pass of the analysis model.
+
+``FaceHeads.process(results, tracked=...)`` has the shape of every analysis stage
+(:mod:`facexpr.analyze.stages`). It runs the ``analysis`` model of :mod:`facexpr.nn.analysis`
+(shipped weights, or a file given by path with its card JSON beside it) on the front-end's
+aligned crops, prepared exactly as in training (:func:`facexpr.analyze.embedding.prepare_crops`),
+and fills ``FaceResult.embedding``, ``emotions``, ``valence_arousal``, ``au_occurrence``,
+``au_intensity`` and, with ``blendshapes=True``, ``blendshapes``. AU occurrence is the
+probability against the per-AU threshold calibrated on held-out faces and saved with the weights.
+
+The runtime is ONNX Runtime when ``facexpr[onnx]`` is installed (batch 1, as the embedding: the
+measured best on 2 shared cores), else PyTorch on one thread with faces batched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from facexpr.analyze.embedding import _torch_threads, prepare_crops
+from facexpr.core.errors import ConfigError, InputError, ModelError
+from facexpr.core.types import FrameResult
+
+log = logging.getLogger(__name__)
+
+__all__ = ["FaceHeads", "HeadsOptions", "shipped_analysis_weights"]
+
+_SHIPPED_GLOB = "analysis_*.safetensors"
+
+
+def shipped_analysis_weights() -> Path | None:
+    """Returns the shipped analysis weights file, or None while none is shipped (found without
+    importing ``facexpr.nn``, so deciding costs nothing)."""
+    spec = importlib.util.find_spec("facexpr.nn")
+    if spec is None or spec.origin is None:
+        return None
+    found = sorted((Path(spec.origin).parent / "weights").glob(_SHIPPED_GLOB))
+    return found[0] if found else None
+
+
+@dataclass
+class HeadsOptions:
+    """How the learned heads run.
+
+    Attributes:
+        weights: a safetensors file of the ``analysis`` model (a ``facexpr train heads`` run's
+            ``analysis.safetensors``; its card ``NAME.json`` beside it if the architecture is
+            not the default), or None for the shipped weights.
+        runtime: "auto" (ONNX Runtime if installed and on CPU, else PyTorch), "onnx" or "torch".
+        batch_size: faces per call; None: 1 under ONNX Runtime, 32 under PyTorch.
+    """
+
+    weights: str | Path | None = None
+    runtime: Literal["auto", "onnx", "torch"] = "auto"
+    batch_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.runtime not in ("auto", "onnx", "torch"):
+            raise ConfigError(f"runtime must be 'auto', 'onnx' or 'torch', not {self.runtime!r}")
+        if self.batch_size is not None and (
+            not isinstance(self.batch_size, int) or self.batch_size < 1
+        ):
+            raise ConfigError(f"batch_size must be an integer >= 1 or None, not {self.batch_size}")
+        if self.weights is not None:
+            self.weights = Path(self.weights)
+            if not self.weights.is_file():
+                raise InputError(self.weights, "analysis weights file not found")
+
+    @property
+    def available(self) -> bool:
+        """Whether weights exist to run: given by path, or shipped with the package."""
+        return self.weights is not None or shipped_analysis_weights() is not None
+
+
+class FaceHeads:
+    """Adds the learned heads' outputs to every face of frame results (an analysis stage).
+
+    Args:
+        options: weights, runtime and batch size.
+        blendshapes: also fill ``FaceResult.blendshapes`` with the learned blendshapes.
+        device: "cpu", "cuda" or "auto".
+        num_threads: CPU threads.
+
+    Raises:
+        ModelError: no weights shipped and none given, or the file does not load (named).
+    """
+
+    def __init__(
+        self,
+        options: HeadsOptions | None = None,
+        *,
+        blendshapes: bool = True,
+        device: str = "cpu",
+        num_threads: int = 1,
+    ) -> None:
+        import torch
+
+        from facexpr.analyze.analyzer import resolve_device
+        from facexpr.nn import create_model, load_weights, read_card, weights_card
+        from facexpr.nn.analysis import PACKED_LAYOUT, PackedAnalysis
+
+        self.options = options or HeadsOptions()
+        self.blendshapes = blendshapes
+        self.device = resolve_device(device)
+        self.num_threads = num_threads
+        o = self.options
+        if o.weights is None:
+            if shipped_analysis_weights() is None:
+                raise ModelError(
+                    "no analysis weights are shipped yet: give a trained file "
+                    "(--heads-weights PATH), or train one with  facexpr train heads"
+                )
+            card = weights_card("analysis")
+            model = create_model("analysis", pretrained=True)
+        else:
+            path = Path(o.weights)
+            beside = path.with_suffix(".json")
+            card = read_card(beside) if beside.is_file() else weights_card("analysis")
+            model = create_model("analysis", **dict(card.config))
+            load_weights(model, path, card if beside.is_file() else None)
+        self.card = card
+        self.input_size = int(card.input_size[0])
+        self.heads = tuple(model.heads)
+        self.thresholds = (
+            model.aus.thresholds.detach().cpu().numpy().astype(np.float32)
+            if model.aus is not None
+            else None
+        )
+        self.packed = PackedAnalysis(model).eval().to(self.device)
+        self._slices: dict[str, slice] = {}
+        start = 0
+        for name, width in PACKED_LAYOUT:
+            self._slices[name] = slice(start, start + width)
+            start += width
+        self._onnx: Any = None
+        want_onnx = o.runtime == "onnx" or (
+            o.runtime == "auto"
+            and self.device == "cpu"
+            and importlib.util.find_spec("onnxruntime") is not None
+            and importlib.util.find_spec("onnx") is not None
+        )
+        if want_onnx:
+            from facexpr.nn.runtime import OnnxRunner, export_onnx
+
+            with _torch_threads(num_threads), torch.no_grad():
+                data = export_onnx(self.packed, (3, self.input_size, self.input_size))
+            self._onnx = OnnxRunner(data, threads=num_threads)
+        self.runtime: Literal["onnx", "torch"] = "onnx" if self._onnx is not None else "torch"
+        self.batch_size = o.batch_size or (1 if self.runtime == "onnx" else 32)
+
+    def reset(self) -> None:
+        """Nothing to forget between sources (every output is per face)."""
+
+    def run(self, crops: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+        """Returns the heads' (N, width) float32 outputs of (S, S, 3) uint8 RGB aligned crops:
+        ``embedding``, ``emotion`` (probabilities), ``va``, ``blendshapes``,
+        ``au_probability``, ``au_intensity`` (0-5) and ``au_occurrence`` (0/1)."""
+        if not crops:
+            packed = np.zeros((0, sum(s.stop - s.start for s in self._slices.values())))
+        else:
+            for c in crops:
+                if c.ndim != 3 or c.shape[2] != 3 or c.dtype != np.uint8 or (
+                        c.shape[0] != c.shape[1]):  # fmt: skip
+                    raise ConfigError(
+                        f"analysis heads: crops must be square (S, S, 3) uint8, got "
+                        f"{c.shape} {c.dtype}"
+                    )
+            x = prepare_crops(crops, self.input_size, self.card.mean, self.card.std)
+            packed = np.concatenate(
+                [self._run(x[i : i + self.batch_size]) for i in range(0, len(x), self.batch_size)]
+            )
+        out = {k: packed[:, s].astype(np.float32) for k, s in self._slices.items()}
+        if self.thresholds is not None:
+            out["au_occurrence"] = (out["au_probability"] >= self.thresholds).astype(np.float32)
+        return out
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        if self._onnx is not None:
+            return self._onnx(x).numpy()
+        import torch
+
+        with _torch_threads(self.num_threads), torch.inference_mode():
+            return self.packed(torch.from_numpy(x).to(self.device)).float().cpu().numpy()
+
+    def process(self, results: list[FrameResult], *, tracked: bool) -> list[FrameResult]:
+        """Returns the results with every face's head outputs filled in (all faces of all the
+        frames in batches; ``tracked`` is unused: every output depends on the crop only).
+
+        Raises:
+            ConfigError: a face has no aligned crop (the analyzer's ``align_size`` is 0).
+        """
+        del tracked
+        crops = []
+        for r in results:
+            for face in r.faces:
+                if face.aligned is None:
+                    raise ConfigError(
+                        "the analysis heads need the aligned face crop; set align_size > 0"
+                    )
+                crops.append(face.aligned)
+        out = self.run(crops)
+        k = 0
+        done = []
+        for r in results:
+            faces = []
+            for f in r.faces:
+                fields: dict[str, Any] = {}
+                if "embedding" in self.heads:
+                    fields["embedding"] = out["embedding"][k]
+                if "emotion" in self.heads:
+                    fields["emotions"] = out["emotion"][k]
+                if "va" in self.heads:
+                    fields["valence_arousal"] = out["va"][k]
+                if "aus" in self.heads:
+                    fields["au_intensity"] = out["au_intensity"][k]
+                    fields["au_occurrence"] = out["au_occurrence"][k]
+                if self.blendshapes and "blendshapes" in self.heads:
+                    fields["blendshapes"] = out["blendshapes"][k]
+                faces.append(dataclasses.replace(f, **fields))
+                k += 1
+            done.append(dataclasses.replace(r, faces=tuple(faces)))
+        return done
