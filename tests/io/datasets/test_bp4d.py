@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from facexpr.core.errors import ConfigError, InputError
-from facexpr.io.datasets.bp4d import BP4D, BP4D_AUS
 from facexpr.io.datasets._common import write_shards
+from facexpr.io.datasets.bp4d import BP4D, BP4D_AUS
 from facexpr.io.shards import ShardReader
 
 # All AU columns 1..27 as BP4D's CSVs have many; the frame number first (header "0").

@@ -77,7 +77,9 @@ def test_right_camera_and_a_frame_past_the_video(tmp_path: Path) -> None:
     for au in DISFA_AUS:
         p = d / f"SN001_au{au}.txt"
         p.write_text(p.read_text() + f"{N_FRAMES + 1},0\n")
-    with pytest.raises(InputError, match=rf"LeftVideoSN001_comp\.avi: labelled frame {N_FRAMES + 1}"):
+    with pytest.raises(
+        InputError, match=rf"LeftVideoSN001_comp\.avi: labelled frame {N_FRAMES + 1}"
+    ):
         list(DISFA(tmp_path))
     r = DISFA(tmp_path, on_error="skip")
     assert len(list(r)) == N_FRAMES
@@ -101,7 +103,7 @@ def test_garbled_or_missing_files_are_named(tmp_path: Path) -> None:
         DISFA(tmp_path)
     make_disfa(tmp_path / "b", subjects=(3,))
     (tmp_path / "b" / "Videos_LeftCamera" / "LeftVideoSN003_comp.avi").unlink()
-    with pytest.raises(InputError, match="no left video LeftVideoSN003_comp.avi"):
+    with pytest.raises(InputError, match=r"no left video LeftVideoSN003_comp\.avi"):
         DISFA(tmp_path / "b")
     with pytest.raises(InputError, match="ActionUnit_Labels/ not found"):
         DISFA(tmp_path / "none")

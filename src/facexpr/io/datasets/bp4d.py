@@ -105,7 +105,9 @@ def read_au_csv(path: Path, aus: Sequence[int]) -> tuple[np.ndarray, np.ndarray]
             frames[i] = int(float(cells[0]))
             vals = [int(float(cells[c])) for c in cols]
         except (ValueError, IndexError):
-            raise InputError(path, f"row {i + 2}: not a frame number and AU codes: {line[:80]!r}")
+            raise InputError(
+                path, f"row {i + 2}: not a frame number and AU codes: {line[:80]!r}"
+            ) from None
         bad = [v for v in vals if v not in (0, 1, 9)]
         if bad:
             raise InputError(path, f"row {i + 2}: AU code {bad[0]} (expected 0, 1 or 9 = unknown)")
@@ -165,9 +167,7 @@ class BP4D:
                 raise InputError(p, "name is not SUBJECT_TASK.csv (e.g. F001_T1.csv)")
             frames, occ = read_au_csv(p, self.aus)
             keep = slice(None, None, self.stride)
-            self.sequences.append(
-                BP4DSequence(m["subject"], m["task"], p, frames[keep], occ[keep])
-            )
+            self.sequences.append(BP4DSequence(m["subject"], m["task"], p, frames[keep], occ[keep]))
         self._subjects = [s.subject for s in self.sequences for _ in range(len(s.frames))]
 
     @property

@@ -86,7 +86,9 @@ def read_intensity_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
                 raise ValueError
             frames[i], values[i] = int(parts[0]), int(float(parts[1]))
         except ValueError:
-            raise InputError(path, f"line {i + 1}: expected 'frame,intensity', got {line[:60]!r}")
+            raise InputError(
+                path, f"line {i + 1}: expected 'frame,intensity', got {line[:60]!r}"
+            ) from None
         if not 0 <= values[i] <= 5:
             raise InputError(path, f"line {i + 1}: intensity {values[i]} is outside 0-5")
     if np.any(np.diff(frames) <= 0) or frames[0] < 1:
