@@ -27,20 +27,27 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def renders(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An Aff-Wild2-layout folder of N synthetic faces: AU labels from the renders' exact AU
-    intensities (present at >= 2), expression labels from their dominant emotion."""
+def synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """N synthetic ICT FaceKit faces (112 px aligned crops with exact AU intensities)."""
     from facexpr.synth import SynthOptions, generate
 
-    tmp = tmp_path_factory.mktemp("renders")
+    out = tmp_path_factory.mktemp("synth") / "ds"
     generate(SynthOptions(n=N, size=112, render_size=192, seed=7, n_identities=2,
-                          samples_per_shard=N), tmp / "synth")  # fmt: skip
+                          samples_per_shard=N), out)  # fmt: skip
+    return out
+
+
+@pytest.fixture(scope="module")
+def renders(synth: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An Aff-Wild2-layout folder of the N faces: AU labels from the renders' exact AU
+    intensities (present at >= 2), expression labels from their dominant emotion."""
+    tmp = tmp_path_factory.mktemp("renders")
     root = tmp / "affwild2"
     ann = root / "Annotations"
     au_rows, expr_rows = [], []
     frames = root / "cropped_aligned" / "synthvideo"
     frames.mkdir(parents=True)
-    for i, s in enumerate(ShardReader(tmp / "synth", shuffle_buffer=0)):
+    for i, s in enumerate(ShardReader(synth, shuffle_buffer=0)):
         Image.fromarray(s.image).save(frames / f"{i + 1:05d}.jpg", quality=95)
         aus = dict(zip(AU_NAMES, s.labels["aus"], strict=True))
         au_rows.append(",".join(str(int(aus[a] >= 2)) for a in ABAW_NAMES))
@@ -158,4 +165,53 @@ def test_fer_teacher_model(renders: Path, tmp_path_factory: pytest.TempPathFacto
     assert report.overall.emotion["n"] == len(truth)
     assert report.overall.emotion["accuracy"] == pytest.approx(
         np.mean(np.array(truth) == np.array(pred))
+    )
+
+
+def test_fit_model_on_full_frames_fold_by_fold(synth: Path, tmp_path: Path) -> None:
+    """BP4D layout: each render pasted into a larger frame (the face must be detected), three
+    subjects from the three published parts, scored fold by fold."""
+    from facexpr.analyze.analyzer import Analyzer, AnalyzerOptions
+    from facexpr.io.datasets import BP4D
+
+    bp4d_aus = (1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23, 24)
+    subjects = ("F001", "M011", "F007")  # tested in folds 3, 2 and 1
+    root = tmp_path / "bp4d"
+    (root / "AUCoding" / "AU_OCC").mkdir(parents=True)
+    rows: dict[str, list[str]] = {s: [",".join(["0", *map(str, range(1, 25))])] for s in subjects}
+    for i, s in enumerate(ShardReader(synth, shuffle_buffer=0)):
+        subject = subjects[i % 3]
+        frame = np.full((240, 320, 3), 90, np.uint8)
+        frame[60:172, 100:212] = s.image
+        Image.fromarray(frame).save(root / "x.png")  # lossless, then named as BP4D names frames
+        (root / subject / "T1").mkdir(parents=True, exist_ok=True)
+        (root / "x.png").rename(root / subject / "T1" / f"{100 + i}.jpg")
+        aus = dict(zip(AU_NAMES, s.labels["aus"], strict=True))
+        cells = ["0"] * 24
+        for a in bp4d_aus:
+            cells[a - 1] = str(int(aus[f"AU{a:02d}"] >= 2))
+        rows[subject].append(",".join([str(100 + i), *cells]))
+    for subject, lines in rows.items():
+        (root / "AUCoding" / "AU_OCC" / f"{subject}_T1.csv").write_text("\n".join(lines) + "\n")
+    data = write_shards(BP4D(root), tmp_path / "ds")
+    report = evaluate("fit", data, fold="all")
+    names = tuple(f"AU{a:02d}" for a in bp4d_aus)
+    cols = [AU_NAMES.index(a) for a in names]
+    with Analyzer(AnalyzerOptions(blendshapes="fit", embedding=None)) as a:
+        per_fold: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+        for s in ShardReader(data, shuffle_buffer=0):
+            faces = a.analyze_image(s.image).faces
+            if faces:
+                fold = {"F001": "fold3", "M011": "fold2", "F007": "fold1"}[s.subject_id]
+                per_fold.setdefault(fold, []).append((s.labels["au_occurrence"], faces[0].aus))
+    assert sum(len(v) for v in per_fold.values()) >= N - 1
+    for fold, pairs in per_fold.items():
+        t = np.stack([p[0] for p in pairs])
+        p = np.stack([p[1][cols] for p in pairs]) >= 2.0
+        for j, name in enumerate(names):
+            want = _f1_by_hand(t[:, j], p[:, j])
+            got = report.folds[fold].au["f1"][name]
+            assert (np.isnan(want) and np.isnan(got)) or got == pytest.approx(want), (fold, name)
+    assert report.summary["au.mean_f1"].n_runs == len(
+        [f for f in report.folds.values() if np.isfinite(f.au["mean"]["f1"])]
     )
