@@ -210,3 +210,38 @@ def test_nothing_in_common_is_a_usage_error(lookup: type[Lookup], tmp_path: Path
     assert "nothing to score" in err or "teacher weights not found" in err
     assert main(["-q", "evaluate", "--model", "nope", "--data", str(data)]) == 2
     assert "unknown model 'nope'" in capsys.readouterr().err
+
+
+class EmotionsOnly(Lookup):
+    name = "emotions-only"
+    au_names = ()
+    va = False
+
+
+def test_evaluate_errors(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setitem(E._REGISTRY, "emotions-only", (EmotionsOnly, "test model"))
+    _bp4d(tmp_path / "src", [("F001", 1, 1, 1, 10)])
+    data = write_shards(BP4D(tmp_path / "src"), tmp_path / "ds")
+    with pytest.raises(
+        ConfigError, match=r"emotions-only predicts emotions, but .* nothing to score"
+    ):
+        evaluate("emotions-only", data)
+    with pytest.raises(ConfigError, match="limit must be >= 1"):
+        evaluate("emotions-only", data, limit=0)
+    (tmp_path / "raf" / "EmoLabel").mkdir(parents=True)
+    (tmp_path / "raf" / "EmoLabel" / "list_patition_label.txt").write_text("test_0001.jpg 1\n")
+    Path(tmp_path / "raf" / "Image" / "aligned").mkdir(parents=True)
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(
+        tmp_path / "raf" / "Image" / "aligned" / "test_0001_aligned.jpg"
+    )
+    from facexpr.io.datasets import RafDB
+
+    raf = write_shards(RafDB(tmp_path / "raf"), tmp_path / "rafds")
+    with pytest.raises(ConfigError, match="the dataset has no fold splits"):
+        evaluate("emotions-only", raf, fold="all")
+    with pytest.raises(ConfigError, match=r"no fold 1 in the dataset's splits \(folds: none\)"):
+        evaluate("emotions-only", raf, fold=1)
+    with pytest.raises(ConfigError, match="device must be 'cpu', 'cuda' or 'auto'"):
+        E.EvaluatorOptions(device="tpu")
+    with pytest.raises(ConfigError, match="num_threads must be >= 1"):
+        E.EvaluatorOptions(num_threads=0)

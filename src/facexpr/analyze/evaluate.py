@@ -17,6 +17,7 @@ in percent); :meth:`EvaluationReport.to_json` is what ``--out`` writes.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -278,15 +279,7 @@ def evaluate(
     m = read_manifest(data)
     fields = {f.name for f in m.fields}
     attrs = m.attributes
-    opts = options or EvaluatorOptions()
-    opts = EvaluatorOptions(
-        aligned=bool(attrs.get("aligned", False)),
-        device=opts.device,
-        num_threads=opts.num_threads,
-        au_threshold=opts.au_threshold,
-        weights=opts.weights,
-        teacher_bundle=opts.teacher_bundle,
-    )
+    opts = dataclasses.replace(options or EvaluatorOptions(), aligned=bool(attrs.get("aligned")))
     subjects = None
     fold_of: dict[str, str] = {}
     if fold == "all":
