@@ -9,18 +9,31 @@ import pytest
 from PIL import Image
 
 from facexpr.core.errors import ConfigError, InputError
-from facexpr.io.datasets import BP4D, DISFA, AffectNet, AffWild2, CKPlus, RafDB, write_shards
+from facexpr.io.datasets import (
+    BP4D,
+    DISFA,
+    AffectNet,
+    AffWild2,
+    CKPlus,
+    RafDB,
+    _common,
+    write_shards,
+)
 from facexpr.io.datasets._common import read_lines
 from facexpr.io.datasets.affectnet import COLUMNS
 
 
-def test_read_lines_names_what_it_expected(tmp_path: Path) -> None:
+def test_read_lines_names_what_it_expected(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "d").mkdir()
     with pytest.raises(InputError, match="label list is a folder, expected a file"):
         read_lines(tmp_path / "d", "label list")
     (tmp_path / "b.txt").write_bytes(b"\xff\xfe\xfa\x00bad")
     with pytest.raises(InputError, match=r"b\.txt: label list is not text"):
         read_lines(tmp_path / "b.txt", "label list")
+    (tmp_path / "big.txt").write_text("1,0\n" * 40)
+    monkeypatch.setattr(_common, "MAX_LABEL_FILE_BYTES", 100)
+    with pytest.raises(InputError, match=r"big\.txt: label list of 160 bytes is larger than the"):
+        read_lines(tmp_path / "big.txt", "label list")
 
 
 def test_bp4d_header_rows_and_options(tmp_path: Path) -> None:

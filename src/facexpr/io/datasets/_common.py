@@ -21,6 +21,7 @@ Aff-Wild2 video), or "" where the dataset has none (AffectNet, RAF-DB).
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -169,15 +170,25 @@ def meta_fields(*, frame: bool = True, split: bool = True) -> list[Any]:
     return out
 
 
+MAX_LABEL_FILE_BYTES = 256 << 20
+"""Largest label text file read (the largest upstream ones, ABAW annotation files, are ~1 MB)."""
+
+
 def read_lines(path: Path, what: str) -> list[str]:
     """Returns the lines of a text file (no line ends).
 
     Raises:
-        InputError: missing, unreadable, or not text.
+        InputError: missing, unreadable, not text, or larger than :data:`MAX_LABEL_FILE_BYTES`.
     """
     try:
         with open(path, encoding="utf-8-sig", newline="") as fh:
-            return fh.read().splitlines()
+            size = os.fstat(fh.fileno()).st_size
+            if size > MAX_LABEL_FILE_BYTES:
+                raise InputError(
+                    path, f"{what} of {size} bytes is larger than the {MAX_LABEL_FILE_BYTES}-byte "
+                    "limit of a label file; refused"
+                )  # fmt: skip
+            return fh.read(MAX_LABEL_FILE_BYTES + 1).splitlines()
     except FileNotFoundError as e:
         raise InputError(path, f"{what} not found") from e
     except IsADirectoryError as e:
