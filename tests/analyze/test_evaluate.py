@@ -245,3 +245,42 @@ def test_evaluate_errors(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
         E.EvaluatorOptions(device="tpu")
     with pytest.raises(ConfigError, match="num_threads must be >= 1"):
         E.EvaluatorOptions(num_threads=0)
+
+
+def test_intensity_scores_on_a_ckplus_fixture(lookup: type[Lookup], tmp_path: Path) -> None:
+    """CK+ peaks with AU6 / AU12 intensities: ICC(3,1), PCC and MAE against hand values."""
+    from facexpr.io.datasets import CKPlus
+
+    # (subject, grey of the peak frame, AU6 intensity, AU12 intensity); 0 = not listed.
+    peaks = [("S005", 40, 0, 4), ("S010", 80, 3, 2), ("S011", 120, 2, 0), ("S014", 160, 5, 5)]
+    root = tmp_path / "src"
+    for s, grey, au6, au12 in peaks:
+        d = root / "cohn-kanade-images" / s / "001"
+        d.mkdir(parents=True)
+        Image.fromarray(np.full((30, 30), grey, np.uint8)).save(d / f"{s}_001_00000002.png")
+        f = root / "FACS" / s / "001"
+        f.mkdir(parents=True)
+        lines = [f"{a} {i}" for a, i in ((6, au6), (12, au12)) if i]
+        (f / f"{s}_001_00000002_facs.txt").write_text("\n".join(lines) + "\n")
+    # The model: AU6 present on greys 80 and 160, AU12 on 40 and 160 (intensity 4 when present).
+    lookup.table = {40: (0, 1), 80: (1, 0), 120: (0, 0), 160: (1, 1)}
+    data = write_shards(CKPlus(root), tmp_path / "ds")
+    r = evaluate("lookup", data)
+    assert r.au_names == ("AU06", "AU12")
+    truth = {"AU06": [0, 3, 2, 5], "AU12": [4, 2, 0, 5]}
+    pred = {"AU06": [0, 4, 0, 4], "AU12": [4, 0, 0, 4]}
+    for a in ("AU06", "AU12"):
+        t, p = np.array(truth[a], float), np.array(pred[a], float)
+        assert r.overall.au["mae"][a] == pytest.approx(np.abs(t - p).mean())
+        assert r.overall.au["pcc"][a] == pytest.approx(np.corrcoef(t, p)[0, 1])
+        # ICC(3,1) with k = 2 judges: (BMS - EMS) / (BMS + EMS), from the two-way ANOVA sums.
+        x = np.stack([t, p], 1)
+        g = x.mean()
+        ss_r = 2 * ((x.mean(1) - g) ** 2).sum()
+        ss_c = 4 * ((x.mean(0) - g) ** 2).sum()
+        ems = (((x - g) ** 2).sum() - ss_r - ss_c) / 3
+        bms = ss_r / 3
+        assert r.overall.au["icc"][a] == pytest.approx((bms - ems) / (bms + ems))
+    # Occurrence comes from the FACS lists: AU6 present in S010, S011, S014.
+    assert r.overall.au["f1"]["AU06"] == pytest.approx(_f1([0, 1, 1, 1], [0, 1, 0, 1]))
+    assert "ICC" in r.table()
