@@ -12,6 +12,8 @@ import sys
 from collections.abc import Sequence
 
 from facexpr import __version__
+from facexpr.cli import datasets as datasets_cli
+from facexpr.cli import evaluate as evaluate_cli
 from facexpr.cli import similar as similar_cli
 from facexpr.cli import train as train_cli
 from facexpr.cli._args import positive_float as _positive_float
@@ -225,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train_cli.add_parser(sub)
     similar_cli.add_parser(sub)
+    evaluate_cli.add_parser(sub)
     d = sub.add_parser("dataset", help="build and inspect training datasets (shard format)")
     dsub = d.add_subparsers(dest="dataset_command", required=True)
     b = dsub.add_parser(
@@ -290,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     fp.add_argument("--split", choices=("Train", "Valid", "Test"), required=True)
     fp.add_argument("--upstream", action="store_true", help="ROOT holds the upstream CSVs")
     fp.add_argument("--overwrite", action="store_true")
+    datasets_cli.add_parsers(dsub)
     i = dsub.add_parser("info", help="counts and label coverage of a dataset")
     i.add_argument("dir", metavar="DIR")
     sh = dsub.add_parser("show", help="write a contact sheet PNG of a dataset")
@@ -446,6 +450,8 @@ def cmd_dataset(args: argparse.Namespace) -> int:
         out = to_shards(reader, args.out, overwrite=args.overwrite, progress=sys.stderr.isatty())
         print(f"{out}: {len(reader)} FER+ {args.split} faces")
         return 0
+    if args.dataset_command in datasets_cli.COMMANDS:
+        return datasets_cli.run(args)
     if args.dataset_command == "info":
         import json
 
@@ -575,6 +581,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return train_cli.run(args)
         if args.command == "similar":
             return similar_cli.run(args)
+        if args.command == "evaluate":
+            return evaluate_cli.run(args)
     except FacexprError as e:
         print(f"facexpr: error: {e}", file=sys.stderr)
         return 2
