@@ -147,9 +147,31 @@ def main() -> None:
     from facexpr.nn.registry import WEIGHTS_DIR, sha256_file, weights_to_bytes
 
     run = args.run
-    if not (run / "model.safetensors").is_file():
-        sys.exit(f"{run}: no model.safetensors: not a finished run")
-    cfg = _config(run, "expression")
+    import yaml
+
+    heads_run = yaml.safe_load((run / "config.yaml").read_text()).get("recipe") == "heads"
+    weights_file = run / ("expression.safetensors" if heads_run else "model.safetensors")
+    if not weights_file.is_file():
+        sys.exit(f"{run}: no {weights_file.name}: not a finished run")
+    if heads_run:
+        # A `facexpr train heads` run: its encoder + embedding head, exported by the recipe as
+        # expression.safetensors; trained on its labelled faces and triplets together.
+        hcfg = _config(run, "heads")
+        from types import SimpleNamespace
+
+        from facexpr.train.recipes.expression import ExpressionModelConfig
+
+        hm = hcfg.model
+        cfg = SimpleNamespace(
+            model=ExpressionModelConfig(
+                encoder=hm.encoder, img_size=hm.img_size, depth=hm.depth, dim=hm.dim,
+                hidden_dim=hm.hidden_dim, init=hm.init,
+            ),
+            data=SimpleNamespace(sources=hcfg.data.triplets),
+            heads=hcfg,
+        )  # fmt: skip
+    else:
+        cfg = _config(run, "expression")
     m = cfg.model
     arch: dict[str, object] = {
         "encoder": m.encoder,
@@ -159,7 +181,7 @@ def main() -> None:
     }
     if m.depth:
         arch["depth"] = m.depth
-    model = load_weights(create_model("expression", **arch), run / "model.safetensors")
+    model = load_weights(create_model("expression", **arch), weights_file)
     x = _check_inputs(m.img_size, args.check_faces)
     ref = _embed(model, x)
 
@@ -200,9 +222,17 @@ def main() -> None:
         lic = "; ".join(kinds) or "FEC (Google): its annotation licence; images their owners'"
         extra = f"; {LICENCES['teacher']}" if sc.kind == "teacher" else ""
         data.append(f"stage 2 triplets '{sc.kind}': {lic}{extra}")
+    if heads_run:
+        for sc in cfg.heads.data.faces:
+            kinds = sorted({_describe(_resolve(p, run)) for p in sc.datasets})
+            teacher = "arkit_teacher" in sc.labels.values()
+            extra = f"; {LICENCES['teacher']}" if teacher else ""
+            labels = ", ".join(f"{h} from {f}" for h, f in sc.labels.items())
+            data.append(f"stage 2 labelled faces ({labels}): {'; '.join(kinds)}{extra}")
     stage2 = out_dir / f"expression_{args.tag}.stage2.yaml"
     write_text_atomic(stage2, (run / "config.yaml").read_text(encoding="utf-8"))
-    commands.append(f"facexpr train expression --config {_shown(stage2)} --out runs/{run.name}")
+    recipe = "heads" if heads_run else "expression"
+    commands.append(f"facexpr train {recipe} --config {_shown(stage2)} --out runs/{run.name}")
     research = any(w in " ".join(data) for w in ("UTKFace", "FER+"))
     card = WeightsCard(
         tag=args.tag,

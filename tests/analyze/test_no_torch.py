@@ -63,8 +63,9 @@ def test_analyzing_an_image_leaves_torch_out(media_dir, blendshapes):
 
         from facexpr.analyze import Analyzer, AnalyzerOptions
 
-        # The expression embedding is a learned model (on by default once weights are shipped).
-        with Analyzer(AnalyzerOptions(blendshapes={blendshapes!r}, embedding=None)) as a:
+        # The embedding and the heads are learned models (on by default once weights ship).
+        opts = AnalyzerOptions(blendshapes={blendshapes!r}, embedding=None, heads=None)
+        with Analyzer(opts) as a:
             table = a.analyze({str(media_dir / "single_face.jpg")!r})
         print(len(table), int(table.data["success"].sum()), "torch" in sys.modules)
         """
@@ -75,7 +76,8 @@ def test_analyzing_an_image_leaves_torch_out(media_dir, blendshapes):
 
 def test_the_analyze_command_leaves_torch_out(media_dir, tmp_path):
     argv = ["-q", "analyze", str(media_dir / "single_face.mp4"), "-o", str(tmp_path)]
-    argv.append("--no-embedding")  # the learned embedding (on once weights are shipped) needs torch
+    # The learned embedding and heads (on once weights are shipped) need torch.
+    argv += ["--no-embedding", "--no-heads"]
     proc = _run(
         f"""
         import sys

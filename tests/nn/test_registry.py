@@ -17,6 +17,8 @@ TINY = {
     "fxvit_small_p16_112": ({"depth": 1, "img_size": 32}, (2, 3, 32, 32), (2, 384)),
     "fxvit_base_p16_224": ({"depth": 1, "img_size": 32}, (2, 3, 32, 32), (2, 768)),
     "expression": ({"depth": 1, "img_size": 32}, (2, 3, 32, 32), (2, 16)),
+    # The analysis model returns a dict of heads; its embedding is the checked output.
+    "analysis": ({"depth": 1, "img_size": 32}, (2, 3, 32, 32), (2, 16)),
     "mini_xception": ({"num_classes": 5}, (2, 1, 64, 64), (2, 5)),
 }
 
@@ -32,6 +34,11 @@ def test_models_build_and_give_their_shapes(name):
     model = create_model(name, **cfg).eval()
     with torch.no_grad():
         out = model(torch.randn(*in_shape))
+    if isinstance(out, dict):
+        assert set(out) == {"embedding", "emotion", "va", "blendshapes", "au_logits",
+                            "au_intensity"}  # fmt: skip
+        assert all(torch.isfinite(v).all() for v in out.values())
+        out = out["embedding"]
     assert tuple(out.shape) == out_shape
     assert torch.isfinite(out).all()
 
@@ -43,7 +50,11 @@ def test_glob_and_pretrained_names():
         "fxvit_tiny_d6_p16_112",
         "fxvit_tiny_p16_112",
     ]
-    assert list_models("*", pretrained=True) == ["expression.mae_triplet", "mini_xception.fer2013"]
+    assert list_models("*", pretrained=True) == [
+        "analysis.heads",
+        "expression.mae_triplet",
+        "mini_xception.fer2013",
+    ]
 
 
 def test_default_depths():

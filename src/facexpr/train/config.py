@@ -116,6 +116,8 @@ class OptimConfig:
         betas: AdamW's (beta1, beta2).
         grad_clip: clip the gradient's global L2 norm to this; 0 turns clipping off.
         accumulate: micro-batches whose gradients are summed before each optimiser step.
+        encoder_lr_scale: the learning rate of the parameters under ``model.encoder`` (a
+            pretrained encoder) over ``lr`` (the heads'); 1 trains everything alike.
     """
 
     name: Literal["adamw", "sgd"] = "adamw"
@@ -124,9 +126,11 @@ class OptimConfig:
     betas: tuple[float, float] = (0.9, 0.95)
     grad_clip: float = 0.0
     accumulate: int = 1
+    encoder_lr_scale: float = 1.0
 
     def __post_init__(self) -> None:
         check_number("optim.lr", self.lr, gt=0)
+        check_number("optim.encoder_lr_scale", self.encoder_lr_scale, gt=0, le=1)
         check_number("optim.weight_decay", self.weight_decay, ge=0)
         for i, b in enumerate(self.betas):
             check_number(f"optim.betas[{i}]", b, ge=0, lt=1)

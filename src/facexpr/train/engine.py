@@ -121,15 +121,27 @@ def lr_at(step: int, base_lr: float, schedule: ScheduleConfig, total_steps: int)
 
 
 def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
-    """Returns the optimiser; weight decay skips 1-d parameters (biases, norms, tokens)."""
-    decay, no_decay = [], []
+    """Returns the optimiser; weight decay skips 1-d parameters (biases, norms, tokens). With
+    ``cfg.encoder_lr_scale`` < 1 the parameters under ``model.encoder`` get their own groups,
+    whose ``lr_scale`` the loop multiplies the scheduled rate by."""
+    enc = getattr(model, "encoder", None)
+    enc_ids = (
+        {id(p) for p in enc.parameters()}
+        if isinstance(enc, torch.nn.Module) and cfg.encoder_lr_scale != 1.0
+        else set()
+    )
+    buckets: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
     for p in model.parameters():
         if p.requires_grad:
-            (no_decay if p.ndim <= 1 else decay).append(p)
-    groups = [
-        {"params": decay, "weight_decay": cfg.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
+            buckets.setdefault((id(p) in enc_ids, p.ndim <= 1), []).append(p)
+    groups = []
+    for (in_enc, flat), params in sorted(buckets.items()):
+        g: dict[str, object] = {
+            "params": params, "weight_decay": 0.0 if flat else cfg.weight_decay,
+        }  # fmt: skip
+        if enc_ids:
+            g["lr_scale"] = cfg.encoder_lr_scale if in_enc else 1.0
+        groups.append(g)
     groups = [g for g in groups if g["params"]]
     if not groups:
         raise ConfigError("the model has no trainable parameters")
@@ -321,7 +333,7 @@ def fit(
         while state.step < end:
             lr = lr_at(state.step, optim.lr, schedule, run.steps)
             for g in optimizer.param_groups:
-                g["lr"] = lr
+                g["lr"] = lr * g.get("lr_scale", 1.0)
             optimizer.zero_grad(set_to_none=True)
             for micro in range(acc):
                 batch = _move(batches.next(), ctx.device)

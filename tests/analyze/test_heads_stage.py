@@ -1,0 +1,145 @@
+"""The learned heads stage on real fixture faces, with weights the tests make.
+
+The weights are a randomly initialised 2-block ``analysis`` model saved through the nn API with
+its card beside it and given by path, so these tests pass the same before and after trained
+weights are shipped. What trained weights must do (smile vs surprise) is in
+``tests/analyze/test_shipped_heads.py``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from facexpr.analyze import Analyzer, AnalyzerOptions
+from facexpr.analyze.heads import FaceHeads, HeadsOptions
+from facexpr.analyze.stages import Stage
+from facexpr.cli.main import main
+from facexpr.core import columns as C
+from facexpr.core.affect import AU_CLASS_COLUMNS, AU_INTENSITY_COLUMNS, EMOTIONS, HEAD_AUS
+from facexpr.core.errors import ConfigError, InputError
+from facexpr.io._files import write_bytes_atomic, write_text_atomic
+from facexpr.io.tables import read_table
+from facexpr.nn import create_model, weights_to_bytes
+from facexpr.nn.analysis import ANALYSIS_CARD
+
+
+@pytest.fixture(scope="module")
+def small_weights(tmp_path_factory):
+    """A 2-block random analysis model with its card (``analysis.json``) beside it."""
+    torch.manual_seed(3)
+    folder = tmp_path_factory.mktemp("heads")
+    config = {"encoder": "fxvit_tiny_d6_p16_112", "depth": 2, "hidden_dim": 64, "au_dim": 8}
+    model = create_model("analysis", **config)
+    model.aus.thresholds.copy_(torch.linspace(0.2, 0.8, len(HEAD_AUS)))
+    write_bytes_atomic(folder / "analysis.safetensors", weights_to_bytes(model))
+    card = dataclasses.replace(ANALYSIS_CARD, config=config, sha256="")
+    write_text_atomic(folder / "analysis.json", card.to_json())
+    return folder / "analysis.safetensors"
+
+
+@pytest.fixture(scope="module")
+def group(media_dir):
+    """The five faces of multi_face.jpg through the front-end only (aligned crops)."""
+    with Analyzer(AnalyzerOptions(embedding=None, heads=None)) as a:
+        result = a.analyze_image(media_dir / "multi_face.jpg")
+    assert len(result.faces) == 5
+    return result
+
+
+def test_the_stage_fills_every_head_in_range(small_weights, group):
+    stage = FaceHeads(HeadsOptions(weights=small_weights, runtime="torch"))
+    assert isinstance(stage, Stage)
+    (out,) = stage.process([group], tracked=False)
+    assert len(out.faces) == 5
+    for f in out.faces:
+        assert f.emotions.shape == (len(EMOTIONS),)
+        assert np.isclose(f.emotions.sum(), 1.0, atol=1e-5)
+        assert (f.emotions >= 0).all()
+        assert f.valence_arousal.shape == (2,)
+        assert (np.abs(f.valence_arousal) <= 1).all()
+        assert f.au_intensity.shape == (len(HEAD_AUS),)
+        assert ((f.au_intensity >= 0) & (f.au_intensity <= 5)).all()
+        assert set(np.unique(f.au_occurrence)) <= {0.0, 1.0}
+        assert f.blendshapes.shape == (52,)
+        assert ((f.blendshapes >= 0) & (f.blendshapes <= 1)).all()
+        assert np.isclose(np.linalg.norm(f.embedding), 1.0, atol=1e-5)
+    # Different faces, different outputs (the stage does not repeat one face).
+    assert not np.allclose(out.faces[0].emotions, out.faces[1].emotions)
+
+
+def test_occurrence_uses_the_saved_thresholds(small_weights, group):
+    stage = FaceHeads(HeadsOptions(weights=small_weights, runtime="torch"))
+    np.testing.assert_allclose(stage.thresholds, np.linspace(0.2, 0.8, len(HEAD_AUS)), atol=1e-6)
+    out = stage.run([f.aligned for f in group.faces])
+    np.testing.assert_array_equal(
+        out["au_occurrence"], (out["au_probability"] >= stage.thresholds).astype(np.float32)
+    )
+
+
+def test_batching_does_not_change_the_outputs(small_weights, group):
+    crops = [f.aligned for f in group.faces]
+    one = FaceHeads(HeadsOptions(weights=small_weights, runtime="torch", batch_size=1)).run(crops)
+    many = FaceHeads(HeadsOptions(weights=small_weights, runtime="torch", batch_size=4)).run(crops)
+    for k in one:
+        np.testing.assert_allclose(one[k], many[k], atol=1e-4)
+
+
+def test_the_table_gets_openface_au_columns_emotions_and_va(small_weights, media_dir):
+    opts = AnalyzerOptions(heads=HeadsOptions(weights=small_weights))
+    assert opts.blendshapes == "learned"  # auto: learned when the heads run
+    with Analyzer(opts) as a:
+        table = a.analyze(media_dir / "single_face.jpg")
+    df = table.data
+    for col in (*AU_INTENSITY_COLUMNS, *AU_CLASS_COLUMNS, *EMOTIONS, "valence", "arousal"):
+        assert col in df.columns, col
+    assert df[list(AU_INTENSITY_COLUMNS)].to_numpy().max() <= 5
+    assert set(np.unique(df[list(AU_CLASS_COLUMNS)].to_numpy())) <= {0.0, 1.0}
+    assert np.isclose(df[list(EMOTIONS)].to_numpy().sum(), 1.0, atol=1e-4)
+    assert df[list(C.BLENDSHAPES)].notna().all().all()
+    # The fitted AU group is not there: its AUxx_r names would collide with the heads'.
+    assert "AU16_r" not in df.columns
+    assert df[list(C.EXPR)].notna().all().all()  # the embedding comes from the heads
+
+
+def test_learned_blendshapes_need_the_heads():
+    with pytest.raises(ConfigError, match="blendshapes 'learned' needs the analysis heads"):
+        AnalyzerOptions(blendshapes="learned", heads=None)
+    with pytest.raises(ConfigError, match="blendshapes must be 'auto', 'none', 'fit' or 'learned'"):
+        AnalyzerOptions(blendshapes="guess")
+    with pytest.raises(InputError, match="analysis weights file not found"):
+        HeadsOptions(weights="/nonexistent/analysis.safetensors")
+
+
+def test_fit_with_heads_keeps_fitted_blendshapes_and_learned_aus(small_weights, media_dir):
+    opts = AnalyzerOptions(
+        blendshapes="fit", heads=HeadsOptions(weights=small_weights), embedding=None
+    )
+    assert "aus" not in opts.groups
+    assert "au_heads" in opts.groups
+    with Analyzer(opts) as a:
+        df = a.analyze(media_dir / "single_face.jpg").data
+    assert np.isfinite(df[C.FIT_RESIDUAL]).all()  # the fitter's blendshapes, not the heads'
+
+
+def test_cli_heads_weights_and_no_heads(small_weights, media_dir, tmp_path):
+    out = tmp_path / "a"
+    rc = main(["-q", "analyze", str(media_dir / "single_face.jpg"), "-o", str(out),
+               "--heads-weights", str(small_weights), "--no-embedding"])  # fmt: skip
+    assert rc == 0
+    df = read_table(out / "single_face.csv")
+    assert "AU12_r" in df.columns
+    assert "happiness" in df.columns
+    assert df["mouthSmileLeft"].notna().all()
+    rc = main(["-q", "analyze", str(media_dir / "single_face.jpg"), "-o", str(tmp_path / "b"),
+               "--no-heads", "--no-embedding"])  # fmt: skip
+    assert rc == 0
+    df = read_table(tmp_path / "b" / "single_face.csv")
+    assert "AU12_r" not in df.columns
+    assert "happiness" not in df.columns
+    rc = main(["-q", "analyze", str(media_dir / "single_face.jpg"), "-o", str(tmp_path / "c"),
+               "--no-heads", "--heads-weights", str(small_weights)])  # fmt: skip
+    assert rc == 2
