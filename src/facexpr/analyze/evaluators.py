@@ -192,6 +192,7 @@ class _FitEvaluator:
                 blendshapes="fit",
                 aligned=options.aligned,
                 embedding=None,
+                heads=None,
                 num_threads=options.num_threads,
                 device=options.device,  # type: ignore[arg-type]
             )
@@ -260,8 +261,9 @@ class _FerTeacherEvaluator:
         if not options.aligned:
             from facexpr.analyze.analyzer import Analyzer, AnalyzerOptions
 
-            self.frontend = Analyzer(AnalyzerOptions(embedding=None,
-                                                     num_threads=options.num_threads))  # fmt: skip
+            self.frontend = Analyzer(
+                AnalyzerOptions(embedding=None, heads=None, num_threads=options.num_threads)
+            )
 
     def predict(self, image: np.ndarray) -> FacePrediction:
         import cv2
@@ -287,6 +289,57 @@ class _FerTeacherEvaluator:
             self.frontend.close()
 
 
+class _HeadsEvaluator:
+    """The learned analysis heads (``facexpr train heads``): AU intensities and calibrated
+    occurrence (the AUs of :data:`facexpr.core.affect.HEAD_AUS`), 8 emotions, valence-arousal.
+    ``options.weights``: an ``analysis.safetensors`` (default: the shipped weights)."""
+
+    name = "heads"
+    emotions = EMOTIONS
+    va = True
+
+    def __init__(self, options: EvaluatorOptions) -> None:
+        from facexpr.analyze.analyzer import Analyzer, AnalyzerOptions
+        from facexpr.analyze.heads import HeadsOptions
+        from facexpr.core.affect import HEAD_AUS
+
+        self.au_names = tuple(HEAD_AUS)
+        self.analyzer = Analyzer(
+            AnalyzerOptions(
+                aligned=options.aligned,
+                embedding=None,
+                heads=HeadsOptions(weights=options.weights),
+                blendshapes="none",
+                num_threads=options.num_threads,
+                device=options.device,  # type: ignore[arg-type]
+            )
+        )
+        if not self.analyzer.options.heads_on:
+            raise ConfigError(f"evaluator 'heads': {self.analyzer.options.heads_note}")
+
+    def predict(self, image: np.ndarray) -> FacePrediction:
+        faces = [f for f in self.analyzer.analyze_image(image).faces if f.emotions is not None]
+        if not faces:
+            return FacePrediction(False)
+        f = min(faces, key=lambda f: f.face_id)
+        va = f.valence_arousal
+        return FacePrediction(
+            True,
+            au_intensity=f.au_intensity,
+            au_score=f.au_intensity / 5.0,
+            au_present=f.au_occurrence.astype(bool),
+            emotion=f.emotions,
+            valence=float(va[0]),
+            arousal=float(va[1]),
+        )
+
+    def close(self) -> None:
+        self.analyzer.close()
+
+
+register_evaluator("heads", "the learned analysis heads: AUs (LAFM), 8 emotions, valence-arousal")(
+    _HeadsEvaluator
+)
 register_evaluator("fit", "fitted ARKit blendshapes -> FACS AU intensities (analyze's AUxx_r)")(
     _FitEvaluator
 )

@@ -1,0 +1,68 @@
+"""The shipped analysis weights (issue 13, section 6): they load offline with a card that matches
+them, and on the fixture photos the smiling face gets more AU12 and happiness than the surprised
+one, which gets more AU26 and surprise.
+
+Skipped, with the reason, until ``scripts/ship_analysis_weights.py RUN_DIR`` has written
+``src/facexpr/nn/weights/analysis_<tag>.safetensors`` and its card.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from facexpr.core.affect import EMOTIONS, HEAD_AUS
+from facexpr.nn.analysis import shipped_cards
+from facexpr.nn.registry import WEIGHTS_DIR, sha256_file
+
+SHIPPED = sorted(WEIGHTS_DIR.glob("analysis_*.safetensors"))
+pytestmark = pytest.mark.skipif(
+    not SHIPPED,
+    reason="no analysis weights shipped yet in src/facexpr/nn/weights/ "
+    "(ship a finished run with scripts/ship_analysis_weights.py RUN_DIR)",
+)
+
+
+def test_every_shipped_file_has_a_card_that_matches_it():
+    cards = {c.path().resolve(): c for c in shipped_cards() if c.sha256}
+    for path in SHIPPED:
+        card = cards.get(path.resolve())
+        assert card is not None, f"{path.name} has no analysis_<tag>.json card"
+        assert sha256_file(path) == card.sha256
+        assert path.stat().st_size <= 20 * 1024 * 1024
+        assert "research use" in card.license
+        assert "derived" in card.notes  # valence-arousal targets are derived, and it says so
+
+
+@pytest.fixture(scope="module")
+def faces(media_dir):
+    from facexpr.analyze import Analyzer, AnalyzerOptions
+
+    out = {}
+    with Analyzer(AnalyzerOptions(embedding=None)) as a:
+        assert a.options.heads_on
+        for name, file in (("happy", "0-f15-hao-ph.jpg"), ("surprise", "0-f1-su-ph.jpg")):
+            (face,) = a.analyze_image(media_dir / file).faces[:1]
+            out[name] = face
+    return out
+
+
+def test_smile_and_surprise_on_the_fixture_photos(faces):
+    happy, surprise = faces["happy"], faces["surprise"]
+    au = {a: i for i, a in enumerate(HEAD_AUS)}
+    em = {e: i for i, e in enumerate(EMOTIONS)}
+    assert happy.au_intensity[au["AU12"]] > surprise.au_intensity[au["AU12"]]
+    assert happy.emotions[em["happiness"]] > surprise.emotions[em["happiness"]]
+    assert surprise.au_intensity[au["AU26"]] > happy.au_intensity[au["AU26"]]
+    assert surprise.emotions[em["surprise"]] > happy.emotions[em["surprise"]]
+    assert int(np.argmax(happy.emotions)) == em["happiness"]
+    assert happy.valence_arousal[0] > surprise.valence_arousal[0]
+
+
+def test_every_output_in_range(faces):
+    for f in faces.values():
+        assert np.isclose(f.emotions.sum(), 1.0, atol=1e-4)
+        assert (np.abs(f.valence_arousal) <= 1).all()
+        assert ((f.au_intensity >= 0) & (f.au_intensity <= 5)).all()
+        assert ((f.blendshapes >= 0) & (f.blendshapes <= 1)).all()
+        assert np.isclose(np.linalg.norm(f.embedding), 1.0, atol=1e-4)
