@@ -155,6 +155,20 @@ def test_aus_from_arkit_go_through_the_facs_table():
     np.testing.assert_allclose(t51, head_target("aus", "arkit", w0)[0])
 
 
+def test_head_aus_are_mirror_invariant_so_a_flip_leaves_them():
+    # The recipe mirrors blendshape targets with a flipped image and leaves AU targets as they
+    # are: right only if no head AU is one-sided.
+    rng = np.random.default_rng(2)
+    for _ in range(5):
+        w = rng.uniform(0, 1, 52).astype(np.float32)
+        a, _ = head_target("aus", "arkit_weights", w)
+        b, _ = head_target("aus", "arkit_weights", mirror_blendshapes(w))
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    one_sided = np.zeros(52, np.float32)
+    one_sided[ARKIT_NAMES.index("mouthSmileLeft")] = 1.0
+    assert head_target("aus", "arkit", one_sided)[0][HEAD_AUS.index("AU12")] > 0
+
+
 def test_mirroring_swaps_left_and_right_and_is_an_involution():
     rng = np.random.default_rng(1)
     w = rng.uniform(0, 1, (3, 52)).astype(np.float32)
