@@ -443,3 +443,16 @@ def test_ddp_two_gloo_processes_run(labelled, teacher, tmp_path):
     assert (out / "expression.safetensors").is_file()
     # Not compared with one process: see the recipe's docstring (per-process triplets, masked
     # means and CCC per process).
+
+
+def test_shipped_heads_config_loads_and_builds_its_recipe():
+    from facexpr.train.main import resolve_config
+
+    root = Path(__file__).resolve().parents[2] / "configs"
+    cfg = resolve_config("heads", root / "heads_tiny.yaml")
+    assert cfg.recipe == "heads"
+    assert cfg.model.heads == ["embedding", "emotion", "va", "blendshapes", "aus"]
+    assert cfg.model.weights["blendshapes"] == 10.0
+    assert [sc.name for sc in cfg.data.faces] == ["ferplus_train", "utkface", "synth_pairs"]
+    recipe = HeadsRecipe(cfg.model, cfg.data)  # builds no data until asked
+    assert recipe._trip is not None
