@@ -273,6 +273,24 @@ def test_wrong_sized_label_names_the_dataset_and_sample(tmp_path, shared_dir):
         ConfigError, match=r"bad: sample 'k0': field 'emotion_soft' must have 8 values, got 7"
     ):
         recipe.build_data("train", DataSpec(batch_size=2))
+    single = tmp_path / "single"
+    schema = [LabelField("emotion_soft", (8,), "float32", "right width")]
+    with ShardWriter(single, samples_per_shard=8, schema=schema) as w:
+        for i, (_, img) in enumerate(utk_faces(shared_dir, 3, 32)):
+            labels = {"emotion_soft": np.full(8, 1 / 8, np.float32)}
+            w.write(Sample(f"k{i}", np.ascontiguousarray(img), labels, "x", "s0"))
+    one = HeadsRecipe(
+        HeadsModelConfig(heads=["emotion"], img_size=32, depth=1),
+        HeadsDataConfig(
+            faces=[
+                FaceSourceConfig(
+                    [str(single)], {"emotion": "emotion_soft"}, name="one", test_share=0.5
+                )
+            ]
+        ),
+    )
+    with pytest.raises(ConfigError, match=r"data\.faces 'one' test_share: subject_split: 1 sub"):
+        one.build_data("train", DataSpec(batch_size=2))
 
 
 def _held_out_count(labelled, share, seed, field_present) -> int:

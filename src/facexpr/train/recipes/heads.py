@@ -307,7 +307,10 @@ class _Split:
         elif not sc.test_share:
             self.train, self.test = list(range(len(refs))), []
         else:
-            test_ids = split_subjects(subj, sc.test_share, seed)["test"]
+            try:
+                test_ids = split_subjects(subj, sc.test_share, seed)["test"]
+            except ConfigError as e:
+                raise ConfigError(f"data.faces '{sc.name}' test_share: {e}") from None
             self.test = [k for k, s in enumerate(subj) if s in test_ids]
             self.train = [k for k, s in enumerate(subj) if s not in test_ids]
         self.refs = refs
