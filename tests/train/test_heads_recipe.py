@@ -369,11 +369,17 @@ def test_hold_out_is_shared_across_face_and_triplet_sources(labelled, teacher):
     assert not persons(train_faces) & trip_test
     assert not persons(train_faces) & persons(test_faces)
     # The triplets split only the faces that carry arkit_weights, the faces source all of
-    # them: on their own the two splits differ (so the rule above has work to do).
+    # them: on their own the two splits differ (so the rule above has work to do) ...
     own = split_subjects([f"0:s{i // 2}" for i in range(N_FACES)], 0.3, 0)["test"]
     own_persons = {(d, s.split(":", 1)[1]) for s in own}
     assert own_persons & trip_train
-    assert len(persons(test_faces)) < len(own_persons)
+    # ... and the faces follow the triplets' split where it placed a person (here everyone:
+    # each person has a face with arkit_weights), their own elsewhere, so the test side is the
+    # triplets' test side rather than the small overlap of two independent splits.
+    everyone = {(d, f"s{i}") for i in range(N_FACES // 2)}
+    assert trip_train | trip_test == everyone
+    assert persons(test_faces) == trip_test
+    assert persons(train_faces) == trip_train
 
 
 def _emb_run(labelled, teacher, out, *extra):
@@ -474,3 +480,18 @@ def test_shipped_heads_config_loads_and_builds_its_recipe():
     assert [sc.name for sc in cfg.data.faces] == ["ferplus_train", "utkface", "synth_pairs"]
     recipe = HeadsRecipe(cfg.model, cfg.data)  # builds no data until asked
     assert recipe._trip is not None
+
+
+def test_a_face_split_follows_the_triplets_only_where_they_placed_a_person(labelled):
+    from facexpr.train.recipes.heads import _Split
+
+    sc = FaceSourceConfig(datasets=[str(labelled)], labels={"aus": "aus"}, test_share=0.3)
+    sp = _Split(sc, 0, False)
+    own_train, own_test = sp.side_keys("train"), sp.side_keys("test")
+    a, b = sorted(own_test)[0], sorted(own_train)[0]
+    sp.follow(train={a}, test={b})
+    assert sp.side_keys("train") == (own_train - {b}) | {a}
+    assert sp.side_keys("test") == (own_test - {a}) | {b}
+    sp.follow(train={b}, test={b})  # two triplet sources disagree: training wins
+    assert b in sp.side_keys("train")
+    assert b not in sp.side_keys("test")

@@ -28,9 +28,11 @@ Evaluation, on faces of subjects held out of every source (``test_share``) and o
 evaluation-only ``data.val`` sources, every selected face once (``<source>/n`` counts them):
 emotion accuracy against the majority label, VA CCC, blendshape mean r over the channels that
 move, AU occurrence F1 and intensity r; and triplet accuracy per type on every held-out triplet
-(``triplet_n``). "Held out of every source": a dataset read by several sources (faces and
-triplets) is split once per source, so a subject on one source's training side is dropped from
-every other source's test side, and a subject on any test side from every training side.
+(``triplet_n``). "Held out of every source": the triplet sources split their datasets by their
+own rule (over the samples that carry their field, so not as a face source on the same dataset
+would); a face source follows them, putting each person a triplet source placed on that side,
+and splits only the other persons itself. A person still on two sides (two sources disagreeing)
+is dropped from the side that would leak: no person on any training side is ever scored.
 """
 
 from __future__ import annotations
@@ -313,7 +315,23 @@ class _Split:
                 raise ConfigError(f"data.faces '{sc.name}' test_share: {e}") from None
             self.test = [k for k, s in enumerate(subj) if s in test_ids]
             self.train = [k for k, s in enumerate(subj) if s not in test_ids]
+        self._test_set = set(self.test)
         self.refs = refs
+
+    def follow(self, train: set[_Key], test: set[_Key]) -> None:
+        """Puts the persons a triplet source already placed on the same side (training wins
+        when two triplet sources disagree); the others keep this source's own split. A source
+        without a test side (``test_share`` 0) keeps everyone on its training side."""
+        if not self.test:
+            return
+        side = ["test" if k in self._test_set else "train" for k in range(len(self.keys))]
+        for k, key in enumerate(self.keys):
+            if key in train:
+                side[k] = "train"
+            elif key in test:
+                side[k] = "test"
+        self.train = [k for k, v in enumerate(side) if v == "train"]
+        self.test = [k for k, v in enumerate(side) if v == "test"]
 
     def side_keys(self, side: str) -> set[_Key]:
         return {self.keys[k] for k in (self.train if side == "train" else self.test)}
@@ -464,15 +482,18 @@ class HeadsRecipe(Recipe):
             return self._sides[split]
         d: HeadsDataConfig = self.data_cfg
         self._check_sources()
+        trip_keys = {"train": set(), "test": set()}
+        if self._trip is not None:
+            trip_keys = {k: _triplet_keys(self._trip._mix(k, seed)) for k in trip_keys}
         if self._splits is None:
             self._splits = [_Split(sc, d.split_seed, False) for sc in d.faces]
+            for sp in self._splits:
+                sp.follow(trip_keys["train"], trip_keys["test"])
             self._splits += [_Split(sc, d.split_seed, True) for sc in d.val]
         splits = self._splits[: len(d.faces)]
         other = "test" if split == "train" else "train"
         # Persons on the other side of any source; the val sources only evaluate.
-        drop = set().union(*(s.side_keys(other) for s in splits))
-        if self._trip is not None:
-            drop |= _triplet_keys(self._trip._mix(other, seed))
+        drop = set().union(*(s.side_keys(other) for s in splits)) | trip_keys[other]
         if split == "train":
             sides = [s.faces("train", drop, None, d.split_seed) for s in splits]
             for s in sides:
