@@ -17,9 +17,20 @@ TINY = {
     "fxvit_small_p16_112": ({"depth": 1, "img_size": 32}, (2, 3, 32, 32), (2, 384)),
     "fxvit_base_p16_224": ({"depth": 1, "img_size": 32}, (2, 3, 32, 32), (2, 768)),
     "expression": ({"depth": 1, "img_size": 32}, (2, 3, 32, 32), (2, 16)),
-    # The analysis model returns a dict of heads; its embedding is the checked output.
-    "analysis": ({"depth": 1, "img_size": 32}, (2, 3, 32, 32), (2, 16)),
     "mini_xception": ({"num_classes": 5}, (2, 1, 64, 64), (2, 5)),
+    # The analysis model gives one tensor per head output.
+    "analysis": (
+        {"depth": 1, "img_size": 32, "hidden_dim": 16, "au_dim": 4},
+        (2, 3, 32, 32),
+        {
+            "embedding": (2, 16),
+            "emotion": (2, 8),
+            "va": (2, 2),
+            "blendshapes": (2, 52),
+            "au_logits": (2, 20),
+            "au_intensity": (2, 20),
+        },
+    ),
 }
 
 
@@ -34,11 +45,10 @@ def test_models_build_and_give_their_shapes(name):
     model = create_model(name, **cfg).eval()
     with torch.no_grad():
         out = model(torch.randn(*in_shape))
-    if isinstance(out, dict):
-        assert set(out) == {"embedding", "emotion", "va", "blendshapes", "au_logits",
-                            "au_intensity"}  # fmt: skip
-        assert all(torch.isfinite(v).all() for v in out.values())
-        out = out["embedding"]
+    if isinstance(out_shape, dict):
+        assert {k: tuple(v.shape) for k, v in out.items()} == out_shape
+        assert all(bool(torch.isfinite(v).all()) for v in out.values())
+        return
     assert tuple(out.shape) == out_shape
     assert torch.isfinite(out).all()
 

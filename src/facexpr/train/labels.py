@@ -10,7 +10,8 @@ emotion    emotion_soft (FER+)      8 emotions, already FER+ order
            emotion_mix (synth)      the engine's order -> FER+ order
            emotion_teacher          FER2013's 7 classes -> FER+ order (contempt masked)
 va         valence_arousal          (2,) as is
-           any emotion field above  derived circumplex point (:mod:`facexpr.core.affect`)
+           any emotion field above  derived circumplex point (:mod:`facexpr.core.affect`);
+                                    from emotion_mix scaled by the face's intensity
 blendshapes arkit_weights, arkit    52 ARKit weights as is
            arkit_teacher            Blendshape V2's first 51 (tongueOut masked)
 aus        aus                      the 31 table AUs -> :data:`~facexpr.core.affect.HEAD_AUS`
@@ -75,9 +76,20 @@ def _aus_from_arkit(w: np.ndarray) -> np.ndarray:
     return au[[AU_NAMES.index(a) for a in HEAD_AUS]]
 
 
-def head_target(head: str, field: str, value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def head_target(
+    head: str, field: str, value: np.ndarray, intensity: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Returns ``(target, mask)`` for one sample: the head's (width,) float32 target from the
     field's value and the (width,) bool mask of entries that are labelled.
+
+    Args:
+        head: the head.
+        field: the dataset field ``value`` comes from.
+        value: the field's value.
+        intensity: for ``va`` from ``emotion_mix``: the synthetic face's ``emotion_intensity``
+            (the dominant emotion's, in [0, 1]); the derived point is scaled by the face's
+            overall intensity, ``intensity / max share`` (a blend's dominant emotion carries
+            ``alpha * u`` of it), so a faint smile sits near neutral. None: unscaled.
 
     Raises:
         ConfigError: the head cannot be trained from that field, or the value has the wrong size.
@@ -102,7 +114,10 @@ def head_target(head: str, field: str, value: np.ndarray) -> tuple[np.ndarray, n
         if field == "valence_arousal":
             return v, np.ones(2, bool)
         p, _ = _emotion(field, v)
-        return va_from_distribution(p), np.ones(2, bool)
+        scale = 1.0
+        if field == "emotion_mix" and intensity is not None and v.max() > 0:
+            scale = float(np.clip(float(intensity) / float(v.max()), 0.0, 1.0))
+        return va_from_distribution(p, scale).astype(np.float32), np.ones(2, bool)
     if head == "blendshapes":
         if field == "arkit_teacher":
             full = np.zeros(52, np.float32)

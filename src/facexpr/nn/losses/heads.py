@@ -1,8 +1,10 @@
 """Masked losses of the analysis heads: a missing label never counts as a zero.
 
-Every loss takes a (B, K) ``mask`` (True where the label exists) and averages over the labelled
-entries only; with none labelled it returns a zero that still carries the graph (so every head
-gets a gradient, zero, in every batch, which DDP needs).
+Every loss takes a (B, K) bool ``mask`` (True where the label exists) and averages over the
+labelled entries only; with none labelled it returns a zero that still carries the graph (so every
+head gets a gradient, zero, in every batch, which DDP needs). Masked entries are selected out
+(``torch.where``), never multiplied by zero: a target there may hold anything, NaN included,
+without changing the loss or its gradient.
 """
 
 from __future__ import annotations
@@ -21,17 +23,20 @@ def masked_soft_ce(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tenso
     """Returns the mean cross-entropy ``-sum_k p_k log q_k`` over rows with a label.
 
     ``mask`` (B, K) marks the classes a row's source can name; the prediction is renormalised over
-    them (FER2013 names no contempt) and rows with no class marked are skipped. ``target`` rows
-    are distributions over the marked classes (they are renormalised too).
+    them (FER2013 names no contempt) and rows with no class marked, or no mass on a marked class,
+    are skipped. ``target`` rows are distributions over the marked classes (they are
+    renormalised too).
     """
-    rows = mask.any(1)
+    t = torch.where(mask, target, torch.zeros_like(target))
+    # A row counts when it names a class and puts mass on one (an all-zero row is no label).
+    rows = mask.any(1) & (t.sum(1) > 0)
     if not bool(rows.any()):
         return _zero(logits)
-    lg = logits[rows].masked_fill(~mask[rows], float("-inf"))
-    t = target[rows] * mask[rows]
-    t = t / t.sum(1, keepdim=True).clamp_min(1e-8)
-    logq = torch.log_softmax(lg, dim=1).masked_fill(~mask[rows], 0.0)
-    return -(t * logq).sum(1).mean()
+    m = mask[rows]
+    t = t[rows]
+    t = t / t.sum(1, keepdim=True)
+    logq = torch.log_softmax(logits[rows].masked_fill(~m, float("-inf")), dim=1)
+    return -torch.where(m, t * logq, torch.zeros_like(t)).sum(1).mean()
 
 
 def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -39,7 +44,8 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> 
     n = mask.sum()
     if int(n) == 0:
         return _zero(pred)
-    return ((pred - target).pow(2) * mask).sum() / n
+    t = torch.where(mask, target, torch.zeros_like(target))
+    return torch.where(mask, (pred - t).pow(2), torch.zeros_like(pred)).sum() / n
 
 
 def masked_bce(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
@@ -49,10 +55,9 @@ def masked_bce(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
     n = mask.sum()
     if int(n) == 0:
         return _zero(logits)
-    per = F.binary_cross_entropy_with_logits(
-        logits, target, reduction="none", pos_weight=pos_weight
-    )
-    return (per * mask).sum() / n
+    t = torch.where(mask, target, torch.zeros_like(target))
+    per = F.binary_cross_entropy_with_logits(logits, t, reduction="none", pos_weight=pos_weight)
+    return torch.where(mask, per, torch.zeros_like(per)).sum() / n
 
 
 def ccc(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -10,20 +10,35 @@ collapsed on CPU, issue 12), and the heads share what the embedding learns.
 
 A step: ``run.batch_size`` labelled faces, mixed from the sources by ``ratio``, plus
 ``data.triplets_per_step`` triplets (drawn from the triplet mix by the batch's own seeded
-generator, so resume and DDP stay deterministic; under DDP each process draws its own
-triplets). Loss::
+generator, so a resumed run continues bit-exactly). Loss::
 
     w_emotion * soft CE + w_va * (1 - CCC) + w_blendshapes * MSE
       + w_aus * (BCE(occurrence) + MSE(intensity / 5)) + w_embedding * triplet
 
+(``model.weights`` names the weights to change; the others keep their defaults.)
+
+Under DDP (``torchrun``) a run is deterministic but **not** equal to one process with the same
+global batch, as the ``expression`` recipe is: each process draws its own
+``data.triplets_per_step`` triplets (N processes see N times as many per step), and the masked
+means and the CCC are statistics of each process's share of the batch, which DDP then averages
+(a mean of per-process means is not the mean over the whole batch when the labelled counts
+differ, and CCC is not a mean at all).
+
 Evaluation, on faces of subjects held out of every source (``test_share``) and on the
-evaluation-only ``data.val`` sources: emotion accuracy against the majority label, VA CCC,
-blendshape mean r over the channels that move, AU occurrence F1 and intensity r, triplet
-accuracy per type.
+evaluation-only ``data.val`` sources, every selected face once (``<source>/n`` counts them):
+emotion accuracy against the majority label, VA CCC, blendshape mean r over the channels that
+move, AU occurrence F1 and intensity r; and triplet accuracy per type on every held-out triplet
+(``triplet_n``). "Held out of every source": the triplet sources split their datasets by their
+own rule (over the samples that carry their field, so not as a face source on the same dataset
+would); a face source follows them, putting each person a triplet source placed on that side,
+and splits only the other persons itself. A person still on two sides (two sources disagreeing)
+is dropped from the side that would leak: no person on any training side is ever scored.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -57,6 +72,8 @@ from facexpr.train.recipes.expression import (
 )
 from facexpr.train.triplets import TripletType, split_subjects
 
+log = logging.getLogger(__name__)
+
 __all__ = ["FaceSourceConfig", "HeadsDataConfig", "HeadsModelConfig", "HeadsRecipe"]
 
 _TARGETS = ("emotion", "va", "blendshapes", "aus")
@@ -78,7 +95,8 @@ class HeadsModelConfig:
         au_dim: width of each AU's local feature (Local AU Features Module).
         init: starting weights: a ``facexpr train mae`` run folder (its ``encoder.safetensors``),
             an encoder ``.safetensors`` file, or empty (random).
-        weights: loss weight per head.
+        weights: loss weight per head; heads not named keep their default (embedding 1,
+            emotion 1, va 0.5, blendshapes 10, aus 1).
         au_threshold: AU intensity (0-5) from which an AU counts as occurring (FACS A = 1).
     """
 
@@ -100,16 +118,24 @@ class HeadsModelConfig:
                 f"model.encoder '{self.encoder}' is not an fxvit encoder "
                 f"(known: {', '.join(VIT_VARIANTS)})"
             )
-        bad = [h for h in self.heads if h not in HEADS]
-        if bad or not self.heads:
-            raise ConfigError(f"model.heads: '{bad[0] if bad else ''}' is not one of {HEADS}")
+        if not self.heads:
+            raise ConfigError(f"model.heads is empty: name at least one of {', '.join(HEADS)}")
+        for h in self.heads:
+            if h not in HEADS:
+                raise ConfigError(f"model.heads: unknown head '{h}' (known: {', '.join(HEADS)})")
+        if len(set(self.heads)) != len(self.heads):
+            raise ConfigError(f"model.heads names a head twice: {self.heads}")
         for k, w in self.weights.items():
             if k not in HEADS:
                 raise ConfigError(f"model.weights: unknown head '{k}' (known: {', '.join(HEADS)})")
             check_number(f"model.weights.{k}", w, ge=0)
+        # A partial mapping changes the heads it names; the others keep their defaults.
+        self.weights = {**_DEFAULT_WEIGHTS, **self.weights}
         for name in ("dim", "hidden_dim", "experts", "au_dim"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"model.{name} must be >= 1, got {getattr(self, name)}")
+        if self.depth < 0:
+            raise ConfigError(f"model.depth must be >= 0, got {self.depth}")
         check_number("model.au_threshold", self.au_threshold, gt=0, le=5)
 
 
@@ -123,7 +149,7 @@ class FaceSourceConfig:
         ratio: share of this source in a batch.
         test_share: share of its subjects held out for evaluation (0: all train; for the
             evaluation-only ``data.val`` sources, ignored: everything is evaluated).
-        eval_n: held-out faces evaluated at most.
+        eval_n: held-out faces evaluated at most (0: none).
         name: the name in logs and metrics (default: the first dataset's folder name).
     """
 
@@ -142,6 +168,10 @@ class FaceSourceConfig:
         check_labels(self.labels, f"data.faces '{self.datasets[0]}'")
         check_number(f"data.faces '{self.datasets[0]}' ratio", self.ratio, gt=0)
         check_number(f"data.faces '{self.datasets[0]}' test_share", self.test_share, ge=0, lt=1)
+        if not isinstance(self.eval_n, int) or self.eval_n < 0:
+            raise ConfigError(
+                f"data.faces '{self.datasets[0]}' eval_n must be >= 0, got {self.eval_n}"
+            )
         if not self.name:
             self.name = Path(self.datasets[0]).name
 
@@ -173,33 +203,72 @@ class HeadsDataConfig:
     def __post_init__(self) -> None:
         if self.triplets_per_step < 0:
             raise ConfigError(f"data.triplets_per_step must be >= 0, got {self.triplets_per_step}")
+        names = [sc.name for sc in self.faces] + [f"val:{sc.name}" for sc in self.val]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ConfigError(
+                f"data.faces: two sources are named '{twice[0]}' (their figures would be mixed); "
+                "give each a distinct name"
+            )
+
+
+_Key = tuple[str, str]  # (resolved dataset folder, subject id or '#index'): one person
+
+
+def _dir_key(ix: ShardIndex) -> str:
+    return str(ix.dir.resolve())
 
 
 class _Faces:
-    """The labelled faces of one source side: refs, per-head targets and masks."""
+    """The labelled faces of one source side: refs, per-head targets and masks.
 
-    def __init__(self, sc: FaceSourceConfig, split: str, seed: int, limit: int | None) -> None:
+    Args:
+        sc: the source.
+        indexes: its datasets, opened.
+        refs: the (dataset, sample) pairs of this side.
+        limit: keep at most this many (seeded choice), None: all.
+        seed: that choice's seed.
+
+    Raises:
+        ConfigError: a label field in none of the source's datasets, or a value of the wrong
+            size (naming the dataset and the sample).
+    """
+
+    def __init__(
+        self,
+        sc: FaceSourceConfig,
+        indexes: list[ShardIndex],
+        refs: list[tuple[int, int]],
+        limit: int | None,
+        seed: int,
+    ) -> None:
         self.name = sc.name
-        self.indexes = [ShardIndex(d) for d in sc.datasets]
-        refs, subj = [], []
-        for di, ix in enumerate(self.indexes):
-            for i in range(len(ix)):
-                s = ix.subject_ids[i]
-                refs.append((di, i))
-                subj.append(f"{di}:{s}" if s else f"{di}:#{i}")
-        if split != "all":
-            keep_ids = split_subjects(subj, sc.test_share, seed)[split]
-            keep = [k for k, s in enumerate(subj) if s in keep_ids]
-            refs = [refs[k] for k in keep]
+        self.indexes = indexes
+        for head, fname in sc.labels.items():
+            if not any(fname in ix.fields for ix in indexes):
+                have = sorted({f for ix in indexes for f in ix.fields})
+                raise ConfigError(
+                    f"data.faces '{sc.name}': labels.{head} reads '{fname}', which none of its "
+                    f"datasets has (they have: {', '.join(have)})"
+                )
         self.targets: dict[str, np.ndarray] = {}
         self.masks: dict[str, np.ndarray] = {}
         for head, fname in sc.labels.items():
             t = np.zeros((len(refs), WIDTHS[head]), np.float32)
             m = np.zeros((len(refs), WIDTHS[head]), bool)
             for k, (di, i) in enumerate(refs):
-                v = self.indexes[di].labels[i].get(fname)
-                if v is not None and np.all(np.isfinite(np.asarray(v, np.float32))):
-                    t[k], m[k] = head_target(head, fname, v)
+                lab = self.indexes[di].labels[i]
+                v = lab.get(fname)
+                if v is None or not np.all(np.isfinite(np.asarray(v, np.float32))):
+                    continue
+                inten = lab.get("emotion_intensity") if fname == "emotion_mix" else None
+                try:
+                    t[k], m[k] = head_target(
+                        head, fname, v, None if inten is None else float(inten)
+                    )
+                except ConfigError as e:
+                    where = f"{self.indexes[di].dir}: sample '{self.indexes[di].keys[i]}'"
+                    raise ConfigError(f"data.faces '{sc.name}': {where}: {e}") from None
             self.targets[head], self.masks[head] = t, m
         has_any = np.zeros(len(refs), bool)
         for m in self.masks.values():
@@ -219,6 +288,81 @@ class _Faces:
         return resize_square(self.indexes[di].image(i), size)
 
 
+class _Split:
+    """One face source's samples, split subject-exclusively into train and test sides (the
+    same rule as the triplet sources: ``split_subjects`` over ``dataset:subject`` ids)."""
+
+    def __init__(self, sc: FaceSourceConfig, seed: int, evaluate_all: bool) -> None:
+        self.sc = sc
+        self.indexes = [ShardIndex(d) for d in sc.datasets]
+        refs, subj = [], []
+        for di, ix in enumerate(self.indexes):
+            for i in range(len(ix)):
+                s = ix.subject_ids[i]
+                refs.append((di, i))
+                subj.append(f"{di}:{s}" if s else f"{di}:#{i}")
+        self.keys: list[_Key] = [
+            (_dir_key(self.indexes[int(k.split(":", 1)[0])]), k.split(":", 1)[1]) for k in subj
+        ]
+        if evaluate_all:  # a data.val source: everything is evaluated
+            self.train, self.test = [], list(range(len(refs)))
+        elif not sc.test_share:
+            self.train, self.test = list(range(len(refs))), []
+        else:
+            try:
+                test_ids = split_subjects(subj, sc.test_share, seed)["test"]
+            except ConfigError as e:
+                raise ConfigError(f"data.faces '{sc.name}' test_share: {e}") from None
+            self.test = [k for k, s in enumerate(subj) if s in test_ids]
+            self.train = [k for k, s in enumerate(subj) if s not in test_ids]
+        self._test_set = set(self.test)
+        self.refs = refs
+
+    def follow(self, train: set[_Key], test: set[_Key]) -> None:
+        """Puts the persons a triplet source already placed on the same side (training wins
+        when two triplet sources disagree); the others keep this source's own split. A source
+        without a test side (``test_share`` 0) keeps everyone on its training side."""
+        if not self.test:
+            return
+        side = ["test" if k in self._test_set else "train" for k in range(len(self.keys))]
+        for k, key in enumerate(self.keys):
+            if key in train:
+                side[k] = "train"
+            elif key in test:
+                side[k] = "test"
+        self.train = [k for k, v in enumerate(side) if v == "train"]
+        self.test = [k for k, v in enumerate(side) if v == "test"]
+
+    def side_keys(self, side: str) -> set[_Key]:
+        return {self.keys[k] for k in (self.train if side == "train" else self.test)}
+
+    def faces(self, side: str, drop: set[_Key], limit: int | None, seed: int) -> _Faces:
+        """Returns this source's faces of ``side`` without the persons in ``drop``."""
+        picked = self.train if side == "train" else self.test
+        kept = [k for k in picked if self.keys[k] not in drop]
+        if len(kept) < len(picked):
+            log.info(
+                "data.faces '%s': %d of %d %s faces left out, their persons are on another "
+                "source's %s side", self.sc.name, len(picked) - len(kept), len(picked), side,
+                "test" if side == "train" else "training",
+            )  # fmt: skip
+        return _Faces(self.sc, self.indexes, [self.refs[k] for k in kept], limit, seed)
+
+
+def _triplet_keys(mix) -> set[_Key]:
+    """Returns the persons a triplet mix's sources draw from (FEC has no subject ids: none)."""
+    out: set[_Key] = set()
+    for src in [] if mix is None else mix.sources:
+        keys = getattr(src, "subject_keys", None)
+        if keys is None:
+            continue
+        dirs = [_dir_key(ix) for ix in src.indexes]
+        for k in set(keys):
+            di, _, rest = k.partition(":")
+            out.add((dirs[int(di)], rest))
+    return out
+
+
 class _EvalBatches:
     """Every item once, in order, in batches of ``batch_size`` (the last one may be smaller:
     evaluation must not drop faces)."""
@@ -229,10 +373,24 @@ class _EvalBatches:
     def __len__(self) -> int:
         return -(-self.n // self.batch_size)
 
-    def batches(self, epoch: int, start: int = 0):
+    def batches(self, epoch: int = 0, start: int = 0) -> Iterator[dict[str, object]]:
         for b in range(start, len(self)):
             idx = np.arange(b * self.batch_size, min(self.n, (b + 1) * self.batch_size))
-            yield self.fetch(idx, [None] * len(idx))
+            yield self.fetch(idx)
+
+
+@dataclass
+class _EvalData:
+    """What evaluation reads: the held-out faces and the held-out triplets (either may be
+    None)."""
+
+    faces: _EvalBatches | None
+    triplets: _EvalBatches | None
+
+    def batches(self, epoch: int = 0, start: int = 0) -> Iterator[dict[str, object]]:
+        for part in (self.faces, self.triplets):
+            if part is not None:
+                yield from part.batches(epoch, start)
 
 
 class HeadsRecipe(Recipe):
@@ -244,9 +402,21 @@ class HeadsRecipe(Recipe):
 
     def __init__(self, model: HeadsModelConfig, data: HeadsDataConfig) -> None:
         super().__init__(model, data)
+        self._splits: list[_Split] | None = None
         self._sides: dict[str, list[_Faces]] = {}
         self._trip = None
-        if data.triplets and data.triplets_per_step and "embedding" in model.heads:
+        trains_embedding = bool(data.triplets) and data.triplets_per_step > 0
+        if "embedding" in model.heads and not trains_embedding:
+            raise ConfigError(
+                "model.heads has 'embedding' but no triplets train it (data.triplets is empty or "
+                "data.triplets_per_step is 0): add triplet sources or drop 'embedding'"
+            )
+        if data.triplets and "embedding" not in model.heads:
+            raise ConfigError(
+                "data.triplets are given but model.heads has no 'embedding' to train on them: "
+                "add 'embedding' or remove data.triplets"
+            )
+        if trains_embedding:
             d = ExpressionDataConfig(
                 sources=data.triplets, margins=data.margins, split_seed=data.split_seed,
                 scale=data.scale, flip=data.flip,
@@ -288,38 +458,56 @@ class HeadsRecipe(Recipe):
 
     # -- data -------------------------------------------------------------------------------
 
-    def _side(self, split: str) -> list[_Faces]:
-        if split not in self._sides:
-            d: HeadsDataConfig = self.data_cfg
-            if not d.faces:
-                raise ConfigError(
-                    "data.faces is empty: give labelled face sources, e.g. "
-                    "{datasets: [data/ferplus_train], labels: {emotion: emotion_soft}}"
-                )
-            heads = set(self.model_cfg.heads)
-            for sc in [*d.faces, *d.val]:
+    def _check_sources(self) -> None:
+        d: HeadsDataConfig = self.data_cfg
+        if not d.faces:
+            raise ConfigError(
+                "data.faces is empty: give labelled face sources, e.g. "
+                "{datasets: [data/ferplus_train], labels: {emotion: emotion_soft}}"
+            )
+        heads = set(self.model_cfg.heads)
+        for where, sources in (("data.faces", d.faces), ("data.val", d.val)):
+            for sc in sources:
                 unused = sorted(set(sc.labels) - heads)
                 if unused:
                     raise ConfigError(
-                        f"data.faces '{sc.name}': labels for '{unused[0]}', which model.heads "
-                        "does not build"
+                        f"{where} '{sc.name}': labels for '{unused[0]}', which model.heads "
+                        f"does not build (it builds: {', '.join(self.model_cfg.heads)})"
                     )
-            if split == "train":
-                sides = [
-                    _Faces(sc, "train" if sc.test_share else "all", d.split_seed, None)
-                    for sc in d.faces
-                ]
-            else:
-                sides = [
-                    _Faces(sc, "test", d.split_seed, sc.eval_n) for sc in d.faces if sc.test_share
-                ]
-                sides += [_Faces(sc, "all", d.split_seed, sc.eval_n) for sc in d.val]
-                for s, sc in zip(sides[len(sides) - len(d.val) :], d.val, strict=True):
-                    s.name = f"val:{sc.name}"
+
+    def _side(self, split: str, seed: int) -> list[_Faces]:
+        """Returns the faces of the 'train' or 'test' side of every source (see the module
+        docstring for the hold-out across sources)."""
+        if split in self._sides:
+            return self._sides[split]
+        d: HeadsDataConfig = self.data_cfg
+        self._check_sources()
+        trip_keys = {"train": set(), "test": set()}
+        if self._trip is not None:
+            trip_keys = {k: _triplet_keys(self._trip._mix(k, seed)) for k in trip_keys}
+        if self._splits is None:
+            self._splits = [_Split(sc, d.split_seed, False) for sc in d.faces]
+            for sp in self._splits:
+                sp.follow(trip_keys["train"], trip_keys["test"])
+            self._splits += [_Split(sc, d.split_seed, True) for sc in d.val]
+        splits = self._splits[: len(d.faces)]
+        other = "test" if split == "train" else "train"
+        # Persons on the other side of any source; the val sources only evaluate.
+        drop = set().union(*(s.side_keys(other) for s in splits)) | trip_keys[other]
+        if split == "train":
+            sides = [s.faces("train", drop, None, d.split_seed) for s in splits]
             for s in sides:
-                if split == "train" and len(s) == 0:
-                    raise ConfigError(f"data.faces '{s.name}': no face carries its labels")
-            self._sides[split] = [s for s in sides if len(s)]
+                if len(s) == 0:
+                    raise ConfigError(f"data.faces '{s.name}': no training face carries its labels")
+        else:
+            sides = [
+                s.faces("test", drop, s.sc.eval_n, d.split_seed) for s in splits if s.sc.test_share
+            ]
+            for s in self._splits[len(d.faces) :]:
+                f = s.faces("test", set(), s.sc.eval_n, d.split_seed)
+                f.name = f"val:{s.sc.name}"
+                sides.append(f)
+        self._sides[split] = [s for s in sides if len(s)]
         return self._sides[split]
 
     def _collate(self, faces: list[tuple[_Faces, int, np.ndarray, bool]]) -> dict[str, object]:
@@ -330,6 +518,7 @@ class HeadsRecipe(Recipe):
             for r, (src, k, _img, flipped) in enumerate(faces):
                 if head in src.targets:
                     t[r], m[r] = src.targets[head][k], src.masks[head][k]
+                    # AU targets need no change: the head's AUs are two-sided (tests check).
                     if flipped and head == "blendshapes":
                         t[r], m[r] = mirror_blendshapes(t[r]), mirror_blendshapes(m[r])
             batch[head] = torch.from_numpy(t)
@@ -337,11 +526,30 @@ class HeadsRecipe(Recipe):
         batch["source"] = [f[0].name for f in faces]
         return batch
 
-    def build_data(self, split: Literal["train", "val"], spec: DataSpec) -> IndexedBatches | None:
+    def _triplet_batch(self, items: list, rngs: list | None) -> dict[str, object]:
+        aug = FaceAugment(self.model_cfg.img_size, self.data_cfg.scale, self.data_cfg.flip)
+        margins = {t: self.data_cfg.margins.get(t.name.lower()) for t in TripletType}
+        missing = sorted({t.type_id.name.lower() for t in items if margins[t.type_id] is None})
+        if missing:
+            raise ConfigError(f"data.margins has no margin for triplet type '{missing[0]}'")
+        use = rngs if rngs is not None else [None] * len(items)
+        return {
+            "triplet_images": to_uint8_chw(
+                [
+                    aug(getattr(t, role), r)
+                    for role in ("anchor", "positive", "negative")
+                    for t, r in zip(items, use, strict=True)
+                ]
+            ),
+            "margin": torch.tensor([margins[t.type_id] for t in items], dtype=torch.float32),
+            "type": [t.type_id.name.lower() for t in items],
+        }
+
+    def build_data(
+        self, split: Literal["train", "val"], spec: DataSpec
+    ) -> IndexedBatches | _EvalData | None:
         train = split == "train"
-        sides = self._side("train" if train else "test")
-        if not sides:
-            return None
+        sides = self._side("train" if train else "test", spec.seed)
         size = self.model_cfg.img_size
         aug = FaceAugment(size, self.data_cfg.scale, flip=False)
         flip = self.data_cfg.flip
@@ -357,48 +565,52 @@ class HeadsRecipe(Recipe):
                 sel = np.flatnonzero(which == si)
                 pos[sel] = rng.permutation(np.resize(np.arange(len(s)), len(sel)))
         else:
-            which = np.concatenate([np.full(len(s), si) for si, s in enumerate(sides)])
-            pos = np.concatenate([np.arange(len(s)) for s in sides])
+            which = np.concatenate([np.full(len(s), si) for si, s in enumerate(sides)] or [[]])
+            pos = np.concatenate([np.arange(len(s)) for s in sides] or [[]])
             n = len(which)
         trip = self._trip._mix("train" if train else "test", spec.seed) if self._trip else None
-        t_aug = FaceAugment(size, self.data_cfg.scale, self.data_cfg.flip)
-        margins = {t: self.data_cfg.margins.get(t.name.lower()) for t in TripletType}
         per_step = self.data_cfg.triplets_per_step
 
-        def fetch(idx: np.ndarray, rngs: list[np.random.Generator]) -> dict[str, object]:
+        def fetch_faces(idx: np.ndarray, rngs: list[np.random.Generator | None]):
             faces = []
             for j, i in enumerate(idx):
                 src = sides[int(which[i])]
                 img = src.image(int(pos[i]), size)
-                r = rngs[j] if train else None
+                r = rngs[j]
                 img = aug(img, r)
-                flipped = bool(train and flip and r is not None and r.random() < 0.5)
+                flipped = bool(flip and r is not None and r.random() < 0.5)
                 if flipped:
                     img = np.ascontiguousarray(img[:, ::-1])
                 faces.append((src, int(pos[i]), img, flipped))
-            batch = self._collate(faces)
-            if trip is not None and len(trip):
-                g = rngs[0] if train else np.random.default_rng(int(idx[0]))
-                tk = g.integers(0, len(trip), per_step) if train else (
-                    (np.arange(per_step) + int(idx[0])) % len(trip))  # fmt: skip
-                items = [trip[int(k)] for k in tk]
-                use = [g] * len(items) if train else [None] * len(items)
-                batch["triplet_images"] = to_uint8_chw(
-                    [t_aug(getattr(t, role), r) for role in ("anchor", "positive", "negative")
-                     for t, r in zip(items, use, strict=True)]
-                )  # fmt: skip
-                batch["margin"] = torch.tensor(
-                    [margins[t.type_id] or 0.1 for t in items], dtype=torch.float32
-                )
-                batch["type"] = [t.type_id.name.lower() for t in items]
-            return batch
+            return self._collate(faces)
 
         if train:
+
+            def fetch(idx: np.ndarray, rngs: list[np.random.Generator]) -> dict[str, object]:
+                batch = fetch_faces(idx, rngs)
+                if trip is not None:
+                    # The first face's generator (already advanced by its augmentation) draws
+                    # the step's triplets: a pure function of (seed, epoch, batch, item).
+                    g = rngs[0]
+                    items = [trip[int(k)] for k in g.integers(0, len(trip), per_step)]
+                    batch.update(self._triplet_batch(items, [g] * len(items)))
+                return batch
+
             return IndexedBatches(
                 n, fetch, spec.batch_size, seed=spec.seed, rank=spec.rank,
                 world_size=spec.world_size,
             )  # fmt: skip
-        return _EvalBatches(n, fetch, 64)
+        face_part = (
+            _EvalBatches(n, lambda idx: fetch_faces(idx, [None] * len(idx)), 64) if n else None
+        )
+        trip_part = None
+        if trip is not None and len(trip):
+            trip_part = _EvalBatches(
+                len(trip), lambda idx: self._triplet_batch([trip[int(k)] for k in idx], None), 64
+            )
+        if face_part is None and trip_part is None:
+            return None
+        return _EvalData(face_part, trip_part)
 
     # -- losses -----------------------------------------------------------------------------
 
@@ -454,22 +666,25 @@ class HeadsRecipe(Recipe):
     # -- evaluation -------------------------------------------------------------------------
 
     @torch.no_grad()
-    def evaluate(self, model: torch.nn.Module, data: IndexedBatches) -> dict[str, float]:
+    def evaluate(self, model: torch.nn.Module, data: _EvalData) -> dict[str, float]:
+        """Returns per source ``<source>/<figure>`` and ``<source>/n`` (faces scored), and
+        ``triplet_acc``, ``triplet_acc/<type>``, ``triplet_n`` on the held-out triplets."""
         from facexpr.train.head_metrics import head_metrics
 
         device = next(model.parameters()).device
         collected: dict[str, dict[str, list[np.ndarray]]] = {}
         trip_right: dict[str, list[float]] = {}
         for batch in data.batches(0):
-            out = self._forward(model, batch["images"].to(device))
-            for r, src in enumerate(batch["source"]):
-                c = collected.setdefault(src, {})
-                for k, v in out.items():
-                    c.setdefault(f"pred_{k}", []).append(v[r].float().cpu().numpy())
-                for h in _TARGETS:
-                    c.setdefault(h, []).append(batch[h][r].numpy())
-                    c.setdefault(f"{h}_mask", []).append(batch[f"{h}_mask"][r].numpy())
-            if "triplet_images" in batch and "embedding" in out:
+            if "images" in batch:
+                out = self._forward(model, batch["images"].to(device))
+                for r, src in enumerate(batch["source"]):
+                    c = collected.setdefault(src, {})
+                    for k, v in out.items():
+                        c.setdefault(f"pred_{k}", []).append(v[r].float().cpu().numpy())
+                    for h in _TARGETS:
+                        c.setdefault(h, []).append(batch[h][r].numpy())
+                        c.setdefault(f"{h}_mask", []).append(batch[f"{h}_mask"][r].numpy())
+            if "triplet_images" in batch:
                 emb = self._forward(model, batch["triplet_images"].to(device))["embedding"]
                 a, p, n = emb.float().chunk(3)
                 d_ap = (a - p).pow(2).sum(1)
@@ -479,10 +694,12 @@ class HeadsRecipe(Recipe):
         res: dict[str, float] = {}
         for src, c in collected.items():
             arrays = {k: np.stack(v) for k, v in c.items()}
+            res[f"{src}/n"] = float(len(c["emotion"]))
             for k, v in head_metrics(arrays, self.model_cfg.au_threshold).items():
                 res[f"{src}/{k}"] = v
         every = [v for vs in trip_right.values() for v in vs]
         if every:
             res["triplet_acc"] = float(np.mean(every))
+            res["triplet_n"] = float(len(every))
             res.update({f"triplet_acc/{k}": float(np.mean(v)) for k, v in trip_right.items()})
         return res
