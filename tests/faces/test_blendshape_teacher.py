@@ -1,4 +1,4 @@
-"""Blendshape V2 teacher on the fixture photos (skipped without ../shared's Face Landmarker)."""
+"""Blendshape V2 teacher on the fixture photos: the vendored models, and a bundle read by path."""
 
 from __future__ import annotations
 
@@ -29,8 +29,23 @@ def bundle(shared_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def teacher(bundle: Path) -> BlendshapeTeacher:
-    return BlendshapeTeacher(bundle)
+def teacher() -> BlendshapeTeacher:
+    return BlendshapeTeacher()  # the vendored models
+
+
+def test_a_bundle_by_path_gives_the_vendored_models_results(
+    teacher: BlendshapeTeacher, bundle: Path, media_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(BUNDLE_ENV, raising=False)
+    assert teacher.bundle is None
+    img = read_image(media_dir / "single_face.jpg")
+    (mine,) = teacher.run_image(img)
+    monkeypatch.setenv(BUNDLE_ENV, str(bundle))
+    other = BlendshapeTeacher()
+    assert other.bundle == bundle
+    (theirs,) = other.run_image(img)
+    np.testing.assert_array_equal(mine.scores, theirs.scores)
+    np.testing.assert_array_equal(mine.landmarks, theirs.landmarks)
 
 
 def _scores(teacher: BlendshapeTeacher, media_dir: Path, name: str) -> np.ndarray:
@@ -94,8 +109,7 @@ def test_landmarks_and_input_normalisation(teacher: BlendshapeTeacher, media_dir
 
 def test_bundle_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(BUNDLE_ENV, raising=False)
-    with pytest.raises(ModelError, match=f"not shipped with facexpr.*set {BUNDLE_ENV}"):
-        resolve_bundle(None)
+    assert resolve_bundle(None) is None  # the vendored models
     monkeypatch.setenv(BUNDLE_ENV, str(tmp_path / "missing.task"))
     with pytest.raises(InputError, match=r"missing\.task: Face Landmarker bundle not found"):
         BlendshapeTeacher()
