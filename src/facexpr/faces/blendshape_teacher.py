@@ -80,7 +80,8 @@ def _read_members(bundle: Path) -> dict[str, bytes]:
         with zipfile.ZipFile(bundle) as z:
             missing = [m for m in _MEMBERS if m not in set(z.namelist())]
             if missing:
-                raise InputError(bundle, f"not a Face Landmarker bundle: lacks {', '.join(missing)}")
+                lacks = ", ".join(missing)
+                raise InputError(bundle, f"not a Face Landmarker bundle: lacks {lacks}")
             return {m: z.read(m) for m in _MEMBERS}
     except (zipfile.BadZipFile, OSError) as e:
         raise InputError(bundle, f"not a Face Landmarker bundle (not a zip: {e})") from e

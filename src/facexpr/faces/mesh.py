@@ -11,11 +11,12 @@ iris points of V2). Two models, run with ai-edge-litert:
 
 Both take the ROI crop as RGB in [0, 1] (V2's metadata: mean 0, std 255), warped from the image
 by the rotated rectangle (``ImageToTensorCalculator``: the rectangle's corners onto the crop's
-corners, bilinear; V2 with MediaPipe's default border, edge pixels replicated; the 468-point model
-with the zero border its tuned figures were measured with); landmarks come back as ``LandmarkProjectionCalculator`` maps
-them: ROI-normalised offsets rotated, then scaled by the ROI's width and height, plus its centre
-(for a non-square ROI this is not the crop's exact inverse, and MediaPipe's output has that
-quirk, so it is reproduced); z scales with the ROI width.
+corners, bilinear; V2 with MediaPipe's default border, edge pixels replicated; the 468-point
+model with the zero border its tuned figures were measured with); landmarks come back as
+``LandmarkProjectionCalculator`` maps them: ROI-normalised offsets rotated, then scaled by the
+ROI's width and height, plus its centre (for a non-square ROI this is not the crop's exact
+inverse, and MediaPipe's output has that quirk, so it is reproduced); z scales with the ROI
+width.
 
 ROIs. The legacy graphs (``face_detection_front_detection_to_roi.pbtxt``,
 ``face_landmark_landmarks_to_roi.pbtxt``) rotate the detection box by the eye keypoints, square
@@ -253,9 +254,7 @@ class FaceMesh:
         """Returns the (S, S, 3) uint8 ROI crop (S: the model input) and its (2, 3) affine."""
         n = self.input_size
         m = roi_affine(roi, n)
-        crop = cv2.warpAffine(
-            image_rgb, m, (n, n), flags=cv2.INTER_LINEAR, borderMode=self._border
-        )
+        crop = cv2.warpAffine(image_rgb, m, (n, n), flags=cv2.INTER_LINEAR, borderMode=self._border)
         return crop, m
 
     def run(self, image_rgb: np.ndarray, roi: RotatedRect) -> MeshResult:
