@@ -384,7 +384,7 @@ class FaceFrontEnd:
         pose = head_pose(lm, w, h) if self.options.pose else None
         gaze = None
         if iris is not None and pose is not None:
-            gaze = estimate_gaze(points[list(_IRIS_CENTRES)], pose, w, h)
+            gaze = estimate_gaze(points[list(_IRIS_CENTRES)], pose, w, h, lm)
         aligned = matrix = None
         if self.options.align_size:
             aligned, matrix = align_face(image, lm, self.options.align_size)
