@@ -27,6 +27,8 @@ from facexpr.io import MediaSource, expand_inputs, iter_frames, probe_video
 log = logging.getLogger(__name__)
 
 Device = Literal["cpu", "cuda", "auto"]
+DEFAULT_LANDMARKS = "mesh468"
+"""The landmark model when none is asked for (docs/frontend.md: speed and agreement of both)."""
 _CHUNK = 32  # video frames the stages process together (fitting, embedding batches)
 
 
@@ -55,7 +57,12 @@ class AnalyzerOptions:
         aligned: inputs are pre-cropped faces (one face filling each image, e.g. 48 px FER+
             crops): no detection; the mesh runs on the whole image.
         blendshapes: "fit" adds the 52 ARKit blendshapes and FACS AU intensities (AUxx_r, 0-5)
-            by fitting the ICT FaceKit morphable model to the landmarks; "none" skips them.
+            by fitting the ICT FaceKit morphable model to the landmarks; "mediapipe" adds
+            MediaPipe's Blendshape V2 scores (and AUs from them through the same table), which
+            needs Face Mesh V2; "none" skips them.
+        landmarks: the front-end's landmark model: "mesh468" (Face Mesh) or "mesh478" (Face Mesh
+            V2 with iris: adds the gaze columns gaze_0_x..gaze_angle_y); None picks "mesh478"
+            for ``blendshapes="mediapipe"``, else :data:`DEFAULT_LANDMARKS`.
         embedding: the expression embedding (``FaceResult.embedding``, columns expr_00..expr_15)
             with these options, or None for none. On by default when weights are available
             (shipped, or ``EmbeddingOptions(weights=PATH)``); without any, the analysis runs
@@ -77,7 +84,8 @@ class AnalyzerOptions:
     num_threads: int = 1
     device: Device = "auto"
     mesh: bool = False
-    blendshapes: Literal["none", "fit"] = "none"
+    blendshapes: Literal["none", "fit", "mediapipe"] = "none"
+    landmarks: Literal["mesh468", "mesh478"] | None = None
     aligned: bool = False
     embedding: EmbeddingOptions | None = field(default_factory=EmbeddingOptions)
     groups: tuple[str, ...] = field(init=False)
@@ -106,13 +114,30 @@ class AnalyzerOptions:
             raise ConfigError(f"redetect_every must be >= 1, not {self.redetect_every}")
         if self.num_threads < 1:
             raise ConfigError(f"num_threads must be >= 1, not {self.num_threads}")
-        if self.blendshapes not in ("none", "fit"):
-            raise ConfigError(f"blendshapes must be 'none' or 'fit', not {self.blendshapes!r}")
+        if self.blendshapes not in ("none", "fit", "mediapipe"):
+            raise ConfigError(
+                f"blendshapes must be 'none', 'fit' or 'mediapipe', not {self.blendshapes!r}"
+            )
+        if self.landmarks is None:
+            self.landmarks = "mesh478" if self.blendshapes == "mediapipe" else DEFAULT_LANDMARKS
+        if self.landmarks not in ("mesh468", "mesh478"):
+            raise ConfigError(f"landmarks must be 'mesh468' or 'mesh478', not {self.landmarks!r}")
+        if self.blendshapes == "mediapipe" and self.landmarks != "mesh478":
+            raise ConfigError(
+                "blendshapes 'mediapipe' needs Face Mesh V2's 478 points: landmarks must be "
+                f"'mesh478', not {self.landmarks!r}"
+            )
         if self.device != "auto":
             # "auto" is left to the stages that run torch: without one, torch is never imported.
             self.device = resolve_device(self.device)
         groups = list(C.DEFAULT_GROUPS)
+        if self.landmarks == "mesh478":
+            groups.insert(groups.index("meta") + 1, "gaze")  # OpenFace's place for them
         if self.blendshapes == "fit":
+            groups += ["blendshapes", "aus"]
+        elif self.blendshapes == "mediapipe":
+            import facexpr.analyze.mediapipe_blendshapes  # noqa: F401 - registers the aus group
+
             groups += ["blendshapes", "aus"]
         if self.embedding is not None and not isinstance(self.embedding, EmbeddingOptions):
             raise ConfigError(
@@ -174,6 +199,10 @@ class Analyzer:
             from facexpr.analyze.blendshapes import BlendshapeFitter
 
             self.stages.append(BlendshapeFitter(device=o.device))
+        elif o.blendshapes == "mediapipe":
+            from facexpr.analyze.mediapipe_blendshapes import MediaPipeBlendshapes
+
+            self.stages.append(MediaPipeBlendshapes(o.num_threads))
         if o.embedding_note is not None:
             log.info("%s", o.embedding_note)
         if o.embedding_on:
@@ -202,6 +231,7 @@ class Analyzer:
                     redetect_every=o.redetect_every,
                     num_threads=o.num_threads,
                     aligned=o.aligned,
+                    landmark_model=o.landmarks,
                 )
             )
             self._frontends[mode] = fe

@@ -90,9 +90,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     a.add_argument(
         "--blendshapes",
-        choices=("none", "fit"),
+        choices=("none", "fit", "mediapipe"),
         default="none",
-        help="'fit': ARKit blendshapes and AU intensities by fitting the ICT face model",
+        help="'fit': ARKit blendshapes and AU intensities by fitting the ICT face model; "
+        "'mediapipe': MediaPipe's Blendshape V2 scores (runs Face Mesh V2)",
+    )
+    a.add_argument(
+        "--landmarks",
+        choices=("mesh468", "mesh478"),
+        default=None,
+        help="landmark model: 'mesh468' (Face Mesh) or 'mesh478' (Face Mesh V2 with iris: adds "
+        "the gaze columns); default mesh478 with --blendshapes mediapipe, else mesh468",
     )
     a.add_argument(
         "--no-embedding",
@@ -310,6 +318,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         device=args.device,
         mesh=args.mesh,
         blendshapes=args.blendshapes,
+        landmarks=args.landmarks,
         aligned=args.aligned,
         embedding=embedding,
     )
