@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from facexpr.analyze import Analyzer, AnalyzerOptions
+from facexpr.analyze.analyzer import DEFAULT_LANDMARKS
 from facexpr.analyze.mediapipe_blendshapes import MediaPipeBlendshapes
 from facexpr.cli.main import main
 from facexpr.core import columns as C
@@ -26,9 +27,9 @@ def _options(**kw) -> AnalyzerOptions:
 
 def test_options_pick_and_check_the_landmark_model() -> None:
     assert _options().landmarks == "mesh478"
-    assert AnalyzerOptions(embedding=None).landmarks == "mesh468"
-    assert "gaze" in AnalyzerOptions(landmarks="mesh478", embedding=None).groups
-    assert "gaze" not in AnalyzerOptions(embedding=None).groups
+    assert AnalyzerOptions(embedding=None).landmarks == DEFAULT_LANDMARKS == "mesh478"
+    assert "gaze" in AnalyzerOptions(embedding=None).groups
+    assert "gaze" not in AnalyzerOptions(landmarks="mesh468", embedding=None).groups
     with pytest.raises(ConfigError, match="needs Face Mesh V2's 478 points: landmarks must be"):
         _options(landmarks="mesh468")
     with pytest.raises(ConfigError, match="landmarks must be 'mesh468' or 'mesh478', not 'x'"):

@@ -27,7 +27,7 @@ from facexpr.io import MediaSource, expand_inputs, iter_frames, probe_video
 log = logging.getLogger(__name__)
 
 Device = Literal["cpu", "cuda", "auto"]
-DEFAULT_LANDMARKS = "mesh468"
+DEFAULT_LANDMARKS = "mesh478"
 """The landmark model when none is asked for (docs/frontend.md: speed and agreement of both)."""
 _CHUNK = 32  # video frames the stages process together (fitting, embedding batches)
 

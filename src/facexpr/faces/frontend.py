@@ -7,9 +7,9 @@ with a One Euro filter.
 
 Two landmark models (``landmark_model``): the 468-point Face Mesh, or Face Mesh V2 (478 points
 with the iris, which give the gaze). With V2 the ROIs are the Face Landmarker task's (detection
-box x 1.5 unsquared; from landmarks, their axis-aligned extent) and the detector shrinks the
-image bilinearly as MediaPipe does, so that IMAGE mode with the short-range detector reproduces
-MediaPipe's Face Landmarker (``tests/faces/test_mediapipe_golden.py``).
+box x 1.5 unsquared; from landmarks, their axis-aligned extent), and the short-range detector
+shrinks the image bilinearly as MediaPipe does, so that IMAGE mode with it reproduces MediaPipe's
+Face Landmarker (``tests/faces/test_mediapipe_golden.py``).
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ class FaceFrontEndOptions:
 
     Attributes:
         mode: IMAGE (independent photos), VIDEO or STREAM (tracking and smoothing).
-        detector: ``"full"`` (full-range BlazeFace, best recall) or ``"short"`` (faster, faces
+        detector: ``"full"`` (full-range BlazeFace, best recall) or ``"short"`` (MediaPipe Face
+            Landmarker's own detector, fed as MediaPipe feeds it, bilinear; faster, faces
             within ~2 m).
         min_face_score: detector score threshold, in (0, 1); also the Face Mesh presence
             threshold under which a track counts as lost.
@@ -60,10 +61,11 @@ class FaceFrontEndOptions:
         smoothing: One Euro landmark smoothing in VIDEO/STREAM modes.
         redetect_every: in VIDEO/STREAM, run the detector every this many frames to catch new
             faces (>= 1); it also runs whenever a track is lost or none exists.
-        new_track_score: in VIDEO/STREAM, the detector score a detection needs to start a new
-            track, in [min_face_score, 1). Stricter than ``min_face_score`` because a false track,
-            once started, is kept alive by the mesh (lettering in ``no_face.mp4`` scores up to
-            0.61); real faces in our fixture videos score 0.74-0.95.
+        new_track_score: in VIDEO/STREAM, the detector score and the mesh presence a detection
+            needs to start a new track, in [min_face_score, 1). Stricter than ``min_face_score``
+            because a false track, once started, is kept alive by the mesh: lettering in
+            ``no_face.mp4`` scores up to 0.70 as a detection and 0.61 as Face Mesh V2 presence;
+            real faces in our fixture videos score 0.74-0.95 and >= 0.91 (presence, both models).
         max_misses: frames a track survives without a face before it is dropped (>= 0).
         num_threads: interpreter CPU threads (>= 1).
         min_face_size: faces whose detector box is narrower than this, px, are ignored (>= 0).
@@ -87,7 +89,7 @@ class FaceFrontEndOptions:
     min_face_size: float = 0.0
     pose: bool = True
     aligned: bool = False
-    landmark_model: MeshModel = "mesh468"
+    landmark_model: MeshModel = "mesh478"
 
     def __post_init__(self) -> None:
         name = "FaceFrontEndOptions"
@@ -145,7 +147,10 @@ class FaceFrontEnd:
                 min_score=o.min_face_score,
                 num_threads=o.num_threads,
                 max_faces=max(o.max_faces * 2, 10),
-                resize="bilinear" if o.landmark_model == "mesh478" else "area",
+                # The short-range model is the Face Landmarker's own detector: it is fed as
+                # MediaPipe feeds it. The full-range one keeps the area resize its recall
+                # figures were measured with.
+                resize="bilinear" if o.detector == "short" else "area",
             )
         )
         self._mesh = FaceMesh(o.num_threads, o.landmark_model)
@@ -311,7 +316,7 @@ class FaceFrontEnd:
             if det.score < self.options.new_track_score:
                 continue
             res = self._mesh.run(image, self._det_roi(det))
-            if res.presence < self.options.min_face_score:
+            if res.presence < self.options.new_track_score:
                 continue
             box = _extent(res.landmarks)
             if any(
