@@ -152,3 +152,25 @@ def test_video_mode_tracks_every_frame(teacher: BlendshapeTeacher, media_dir: Pa
     assert float(np.abs(results[-1].scores - still.scores).max()) < 0.1
     blank = np.zeros((240, 320, 3), np.uint8)
     assert list(teacher.run_video([blank])) == [None]
+
+
+def test_vendored_models_are_the_bundles_members(bundle: Path) -> None:
+    """The package carries the bundle's two models unchanged, so it needs no ../shared."""
+    import hashlib
+
+    from facexpr.faces._tflite import MODEL_DIR
+
+    with zipfile.ZipFile(bundle) as z:
+        for name in ("face_landmarks_detector.tflite", "face_blendshapes.tflite"):
+            vendored = (MODEL_DIR / name).read_bytes()
+            assert hashlib.sha256(vendored).hexdigest() == hashlib.sha256(z.read(name)).hexdigest()
+        detector = z.read("face_detector.tflite")
+    # The bundle's detector is not copied: it computes what the vendored short-range one does.
+    from facexpr.faces._tflite import TFLiteModel
+
+    theirs = TFLiteModel("face_detector.tflite", content=detector)
+    ours = TFLiteModel("face_detection_short_range.tflite")
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 128, 128, 3)).astype(np.float32)
+    names = ("regressors", "classificators")
+    for a, b in zip(theirs(x, names), ours(x, names), strict=True):
+        np.testing.assert_array_equal(a, b)
