@@ -101,3 +101,13 @@ def test_cli_writes_blendshape_and_gaze_columns_for_a_video(media_dir: Path, tmp
     np.testing.assert_allclose(np.linalg.norm(g[:, 0:3], axis=1), 1.0, atol=1e-4)
     assert (g[:, 2] < 0).all()
     assert (g[:, 5] < 0).all()
+    # tongueOut is written as 0, so the table animates.
+    assert main(["-q", "animate", str(out), "--json", str(tmp_path / "a.json")]) == 0
+    assert json.loads((tmp_path / "a.json").read_text())["names"][-1] == "tongueOut"
+
+
+def test_cli_refuses_mediapipe_blendshapes_on_the_468_point_mesh(media_dir, tmp_path, capsys):
+    argv = ["analyze", str(media_dir / "single_face.jpg"), "-o", str(tmp_path)]
+    assert main([*argv, "--blendshapes", "mediapipe", "--landmarks", "mesh468"]) == 2
+    assert "landmarks must be 'mesh478', not 'mesh468'" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
