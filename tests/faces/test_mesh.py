@@ -129,5 +129,17 @@ def test_model_choice_errors() -> None:
     v1 = (FaceMesh()._model.path).read_bytes()
     with pytest.raises(ModelError, match=r"x\.tflite: not a 478-point Face Mesh model"):
         FaceMesh(model="mesh478", content=v1, source="x.tflite")
+    with pytest.raises(ConfigError, match=r"FaceMesh\.border: 'wrap' is not 'replicate' or 'zero'"):
+        FaceMesh(border="wrap")  # type: ignore[arg-type]
     v2 = FaceMesh(model="mesh478")
     assert (v2.points, v2.input_size) == (478, 256)
+
+
+def test_border_matters_where_the_roi_leaves_the_image(load_rgb) -> None:
+    image = load_rgb("single_face.jpg")
+    h, w = image.shape[:2]
+    roi = RotatedRect(np.array([w / 2, h / 2], np.float32), 1.3 * max(w, h), 0.0)
+    rep = FaceMesh(model="mesh478").crop(image, roi)[0]
+    zero = FaceMesh(model="mesh478", border="zero").crop(image, roi)[0]
+    assert (zero[0, 0] == 0).all()
+    np.testing.assert_array_equal(rep[0, 0], image[0, 0])  # the corner pixel, replicated

@@ -223,6 +223,9 @@ class FaceMesh:
         content: the model's bytes instead of the vendored file (e.g. read from a ``.task``
             bundle).
         source: where ``content`` came from, for error messages.
+        border: how the crop is padded where the ROI leaves the image: ``"replicate"`` (edge
+            pixels, MediaPipe's default) or ``"zero"``; None takes the model's (V2 replicate, the
+            468-point model zero).
     """
 
     def __init__(
@@ -231,11 +234,14 @@ class FaceMesh:
         model: MeshModel = "mesh468",
         content: bytes | None = None,
         source: str | None = None,
+        border: Literal["replicate", "zero"] | None = None,
     ) -> None:
         if num_threads < 1:
             raise ConfigError(f"FaceMesh.num_threads: {num_threads} < 1")
         if model not in _MESH_SPECS:
             raise ConfigError(f"FaceMesh.model: {model!r} is not 'mesh468' or 'mesh478'")
+        if border not in (None, "replicate", "zero"):
+            raise ConfigError(f"FaceMesh.border: {border!r} is not 'replicate' or 'zero'")
         spec = _MESH_SPECS[model]
         self.model = model
         self.input_size = spec.size
@@ -248,7 +254,8 @@ class FaceMesh:
                 f"{3 * spec.points}-value output '{spec.outputs[0]}')"
             )
         self._outputs = spec.outputs
-        self._border = spec.border
+        self._border = {None: spec.border, "replicate": cv2.BORDER_REPLICATE,
+                        "zero": cv2.BORDER_CONSTANT}[border]  # fmt: skip
 
     def crop(self, image_rgb: np.ndarray, roi: RotatedRect) -> tuple[np.ndarray, np.ndarray]:
         """Returns the (S, S, 3) uint8 ROI crop (S: the model input) and its (2, 3) affine."""
