@@ -105,6 +105,21 @@ def test_teach_adds_labels_to_an_existing_dataset(
     assert "the output must be another folder" in capsys.readouterr().err
 
 
+def test_build_with_the_vendored_teacher_equals_the_bundle(
+    utk_root: Path, bundle: Path, tmp_path: Path
+) -> None:
+    labels = {}
+    for which in ("vendored", str(bundle)):
+        out = tmp_path / ("v" if which == "vendored" else "b")
+        argv = ["-q", "dataset", "build", str(utk_root), "-o", str(out), "--no-pseudo-labels",
+                "--limit", "2", "--teacher-bundle", which]  # fmt: skip
+        assert main(argv) == 0
+        labels[which] = [s.labels["arkit_teacher"] for s in ShardDataset(out, shuffle_buffer=0)]
+    assert len(labels["vendored"]) == 2
+    for a, b in zip(labels["vendored"], labels[str(bundle)], strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_teach_without_bundle_uses_the_vendored_models(
     utk_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:

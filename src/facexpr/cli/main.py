@@ -250,8 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--teacher-bundle",
         metavar="TASK",
         default=None,
-        help="cache Blendshape V2 teacher labels: MediaPipe's face_landmarker.task ('env': "
-        "$FACEXPR_LANDMARKER_TASK)",
+        help="cache Blendshape V2 teacher labels: 'vendored' (the models shipped with facexpr), "
+        "'env' ($FACEXPR_LANDMARKER_TASK, else the vendored models) or a face_landmarker.task",
     )
     b.add_argument("--limit", type=_positive_int, default=None, help="files read per UTKFace root")
     b.add_argument("--overwrite", action="store_true", help="replace a dataset in DIR")
@@ -268,7 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--teacher-bundle",
         metavar="TASK",
         default=None,
-        help="MediaPipe's face_landmarker.task (default: $FACEXPR_LANDMARKER_TASK)",
+        help="read the models from this face_landmarker.task (default: "
+        "$FACEXPR_LANDMARKER_TASK, else the models shipped with facexpr)",
     )
     te.add_argument("--limit", type=_positive_int, default=None, help="first N samples only")
     te.add_argument("--overwrite", action="store_true", help="replace a dataset in OUT")
