@@ -65,6 +65,18 @@ def test_the_main_face_is_chosen_and_others_can_be_asked(tmp_path: Path) -> None
         plot_table(df, tmp_path / "r.png", face_id=7)
 
 
+def test_many_aus_are_cut_to_those_that_vary_most(tmp_path: Path) -> None:
+    df = _table()
+    for k in range(20):  # 20 flat AUs and the two moving ones of _table
+        df[f"AU{30 + k:02d}_r"] = 0.5
+    report = plot_table(df, tmp_path / "p.png", dpi=50)
+    assert any("drew the 10 of 22 AUs that vary most" in n for n in report.notes)
+    named = plot_table(df, tmp_path / "q.png", aus=("AU12", "AU06_r"), dpi=50)
+    assert named.notes == ()
+    with pytest.raises(InputError, match="no column for AU99"):
+        plot_table(df, tmp_path / "r.png", aus=("AU12", "AU99"))
+
+
 def test_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bare = _table()[["input", "frame", "face_id", "timestamp", "success"]]
     with pytest.raises(InputError, match="nothing to plot: no AU"):

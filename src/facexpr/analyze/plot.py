@@ -4,7 +4,9 @@ The plots py-feat users know from ``Fex.plot``-style figures: one panel per grou
 time axis (seconds; the row number for a table of photos), one line per column: AU intensities
 (``AUxx_r``, 0-5, or py-feat's ``AUxx`` probabilities when no ``_r`` column exists), the emotion
 probabilities (:data:`EMOTION_COLUMNS`, 0-1) and ``valence`` / ``arousal`` (-1 to 1). A group
-with no column in the table is left out with a note; a table with none of them is an error.
+with no column in the table is left out with a note; a table with none of them is an error. Of
+many AUs (fitting writes 34) the :data:`MAX_AUS` that vary most are drawn, with a note, unless
+the AUs are named.
 Frames where the face is absent (``success == 0``) are gaps in the lines.
 
 matplotlib is an optional extra (``pip install 'facexpr[plot]'``), imported only here, with no
@@ -17,6 +19,7 @@ import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -32,6 +35,8 @@ EMOTION_COLUMNS = (
 )  # fmt: skip
 """The emotion probability columns drawn (issue 13's 8 classes; py-feat's 7 are among them)."""
 VA_COLUMNS = ("valence", "arousal")
+MAX_AUS = 10
+"""AU lines drawn by default (the ones with the largest standard deviation over the rows)."""
 _AU_R = re.compile(r"^AU\d{2}_r$")
 _AU_PROB = re.compile(r"^AU\d{2}$")
 
@@ -85,6 +90,7 @@ def plot_table(
     *,
     face_id: int | None = None,
     source: str | None = None,
+    aus: tuple[str, ...] | Literal["all"] | None = None,
     width: float = 10.0,
     dpi: int = 100,
 ) -> PlotReport:
@@ -96,12 +102,14 @@ def plot_table(
         out: the PNG to write (atomically).
         face_id: the face to draw; default the face in most frames.
         source: the ``input`` to draw when the table holds several; default the first.
+        aus: the AUs to draw (``("AU06", "AU12")``, or their column names), "all", or None for
+            the :data:`MAX_AUS` that vary most.
         width: figure width, inches (> 0).
         dpi: pixels per inch (>= 10).
 
     Raises:
         InputError: the table cannot be read, or has no AU, emotion or valence-arousal column,
-            or lacks the asked face or input.
+            or lacks the asked face, input or AUs.
         MissingDependencyError: matplotlib is not installed.
         ConfigError: bad ``width`` or ``dpi``.
     """
@@ -115,10 +123,12 @@ def plot_table(
         from facexpr.io.tables import read_table
 
         df, where = read_table(table), str(table)
-    aus = [c for c in df.columns if _AU_R.match(c)] or [c for c in df.columns if _AU_PROB.match(c)]
+    au_cols = [c for c in df.columns if _AU_R.match(c)] or [
+        c for c in df.columns if _AU_PROB.match(c)
+    ]
     emotions = [c for c in EMOTION_COLUMNS if c in df.columns]
     va = [c for c in VA_COLUMNS if c in df.columns]
-    groups = [("AUs", aus), ("emotions", emotions), ("valence-arousal", va)]
+    groups = [("AUs", au_cols), ("emotions", emotions), ("valence-arousal", va)]
     notes = [f"no {name} columns in the table: that panel is left out" for name, cols in groups
              if not cols]  # fmt: skip
     groups = [(name, cols) for name, cols in groups if cols]
@@ -134,6 +144,9 @@ def plot_table(
     notes = picked + notes
     if len(df) == 0:
         raise InputError(where, "the table has no rows to plot")
+    if groups[0][0] == "AUs":
+        aus = "auto" if aus is None else aus
+        groups[0] = ("AUs", _choose_aus(df, groups[0][1], aus, where, notes))
     try:
         from matplotlib.figure import Figure
     except ImportError as exc:
@@ -147,7 +160,7 @@ def plot_table(
     ok = (df[C.SUCCESS] == 1).to_numpy() if C.SUCCESS in df.columns else np.ones(len(df), bool)
     fig = Figure(figsize=(width, 2.6 * len(groups) + 0.6), dpi=dpi, layout="constrained")
     axes = fig.subplots(len(groups), 1, sharex=True, squeeze=False)[:, 0]
-    limits = {"AUs": (0, 5) if aus and _AU_R.match(aus[0]) else (0, 1), "emotions": (0, 1),
+    limits = {"AUs": (0, 5) if au_cols and _AU_R.match(au_cols[0]) else (0, 1), "emotions": (0, 1),
               "valence-arousal": (-1, 1)}  # fmt: skip
     for ax, (name, cols) in zip(axes, groups, strict=True):
         cmap = _colours(len(cols))
@@ -174,6 +187,29 @@ def plot_table(
     except OSError as e:
         raise InputError(path, f"cannot write the plot ({e.strerror or e})") from e
     return PlotReport(path, tuple(n for n, _ in groups), tuple(notes), len(df))
+
+
+def _choose_aus(
+    df: pd.DataFrame, cols: list[str], aus: tuple[str, ...] | str, where: str, notes: list[str]
+) -> list[str]:
+    if aus == "all":
+        return cols
+    if aus == "auto":
+        if len(cols) <= MAX_AUS:
+            return cols
+        spread = df[cols].apply(pd.to_numeric, errors="coerce").std().fillna(0.0)
+        keep = set(spread.sort_values(ascending=False).index[:MAX_AUS])
+        notes.append(
+            f"drew the {MAX_AUS} of {len(cols)} AUs that vary most (--aus all for every one)"
+        )
+        return [c for c in cols if c in keep]
+    suffix = "_r" if cols[0].endswith("_r") else ""
+    wanted = [a if a in cols else f"{a}{suffix}" for a in aus]
+    missing = [a for a, c in zip(aus, wanted, strict=True) if c not in cols]
+    if missing:
+        has = ", ".join(cols[:8])
+        raise InputError(where, f"no column for {', '.join(missing)} (has {has}, ...)")
+    return wanted
 
 
 def _colours(n: int) -> list[tuple[float, float, float, float]]:

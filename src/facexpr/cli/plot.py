@@ -22,6 +22,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("-o", "--out", required=True, metavar="PNG", help="image to write")
     p.add_argument("--face-id", type=int, default=None, help="face to draw (default: main)")
     p.add_argument("--input", default=None, metavar="NAME", help="input to draw, if several")
+    p.add_argument(
+        "--aus",
+        default=None,
+        metavar="LIST",
+        help="AUs to draw, comma-separated (AU06,AU12), or 'all' (default: the 10 that vary most)",
+    )
     p.add_argument("--dpi", type=_positive_int, default=100, help="pixels per inch")
     return p
 
@@ -30,7 +36,12 @@ def run(args: argparse.Namespace) -> int:
     """Runs ``facexpr plot``; returns the exit code (errors propagate as FacexprError)."""
     from facexpr.analyze.plot import plot_table
 
-    report = plot_table(args.table, args.out, face_id=args.face_id, source=args.input, dpi=args.dpi)
+    aus = args.aus
+    if aus is not None and aus != "all":
+        aus = tuple(a.strip() for a in aus.split(",") if a.strip())
+    report = plot_table(
+        args.table, args.out, face_id=args.face_id, source=args.input, aus=aus, dpi=args.dpi
+    )
     if not args.quiet:
         for note in report.notes:
             print(f"facexpr: note: {note}", file=sys.stderr)
