@@ -105,7 +105,22 @@ def test_teach_adds_labels_to_an_existing_dataset(
     assert "the output must be another folder" in capsys.readouterr().err
 
 
-def test_teach_without_bundle_is_a_clear_error(
+def test_build_with_the_vendored_teacher_equals_the_bundle(
+    utk_root: Path, bundle: Path, tmp_path: Path
+) -> None:
+    labels = {}
+    for which in ("vendored", str(bundle)):
+        out = tmp_path / ("v" if which == "vendored" else "b")
+        argv = ["-q", "dataset", "build", str(utk_root), "-o", str(out), "--no-pseudo-labels",
+                "--limit", "2", "--teacher-bundle", which]  # fmt: skip
+        assert main(argv) == 0
+        labels[which] = [s.labels["arkit_teacher"] for s in ShardDataset(out, shuffle_buffer=0)]
+    assert len(labels["vendored"]) == 2
+    for a, b in zip(labels["vendored"], labels[str(bundle)], strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_teach_without_bundle_uses_the_vendored_models(
     utk_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("FACEXPR_LANDMARKER_TASK", raising=False)
@@ -113,8 +128,13 @@ def test_teach_without_bundle_is_a_clear_error(
     assert main(["-q", "dataset", "build", str(utk_root), "-o", str(plain), "--no-pseudo-labels",
                  "--limit", "1"]) == 0  # fmt: skip
     capsys.readouterr()
-    assert main(["-q", "dataset", "teach", str(plain), "-o", str(tmp_path / "t")]) == 2
-    assert "set FACEXPR_LANDMARKER_TASK" in capsys.readouterr().err
+    assert main(["-q", "dataset", "teach", str(plain), "-o", str(tmp_path / "t")]) == 0
+    assert "1 samples labelled (0 without a teacher face)" in capsys.readouterr().out
+    (sample,) = list(ShardDataset(tmp_path / "t", shuffle_buffer=0))
+    scores = np.asarray(sample.labels["arkit_teacher"])
+    finite = scores[np.isfinite(scores)]
+    assert finite.size == 51
+    assert ((finite >= 0) & (finite <= 1)).all()
 
 
 def test_limit_option_checked() -> None:

@@ -1,4 +1,4 @@
-"""Blendshape V2 teacher on the fixture photos (skipped without ../shared's Face Landmarker)."""
+"""Blendshape V2 teacher on the fixture photos: the vendored models, and a bundle read by path."""
 
 from __future__ import annotations
 
@@ -29,8 +29,23 @@ def bundle(shared_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def teacher(bundle: Path) -> BlendshapeTeacher:
-    return BlendshapeTeacher(bundle)
+def teacher() -> BlendshapeTeacher:
+    return BlendshapeTeacher()  # the vendored models
+
+
+def test_a_bundle_by_path_gives_the_vendored_models_results(
+    teacher: BlendshapeTeacher, bundle: Path, media_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(BUNDLE_ENV, raising=False)
+    assert teacher.bundle is None
+    img = read_image(media_dir / "single_face.jpg")
+    (mine,) = teacher.run_image(img)
+    monkeypatch.setenv(BUNDLE_ENV, str(bundle))
+    other = BlendshapeTeacher()
+    assert other.bundle == bundle
+    (theirs,) = other.run_image(img)
+    np.testing.assert_array_equal(mine.scores, theirs.scores)
+    np.testing.assert_array_equal(mine.landmarks, theirs.landmarks)
 
 
 def _scores(teacher: BlendshapeTeacher, media_dir: Path, name: str) -> np.ndarray:
@@ -94,8 +109,7 @@ def test_landmarks_and_input_normalisation(teacher: BlendshapeTeacher, media_dir
 
 def test_bundle_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(BUNDLE_ENV, raising=False)
-    with pytest.raises(ModelError, match=f"not shipped with facexpr.*set {BUNDLE_ENV}"):
-        resolve_bundle(None)
+    assert resolve_bundle(None) is None  # the vendored models
     monkeypatch.setenv(BUNDLE_ENV, str(tmp_path / "missing.task"))
     with pytest.raises(InputError, match=r"missing\.task: Face Landmarker bundle not found"):
         BlendshapeTeacher()
@@ -138,3 +152,25 @@ def test_video_mode_tracks_every_frame(teacher: BlendshapeTeacher, media_dir: Pa
     assert float(np.abs(results[-1].scores - still.scores).max()) < 0.1
     blank = np.zeros((240, 320, 3), np.uint8)
     assert list(teacher.run_video([blank])) == [None]
+
+
+def test_vendored_models_are_the_bundles_members(bundle: Path) -> None:
+    """The package carries the bundle's two models unchanged, so it needs no ../shared."""
+    import hashlib
+
+    from facexpr.faces._tflite import MODEL_DIR
+
+    with zipfile.ZipFile(bundle) as z:
+        for name in ("face_landmarks_detector.tflite", "face_blendshapes.tflite"):
+            vendored = (MODEL_DIR / name).read_bytes()
+            assert hashlib.sha256(vendored).hexdigest() == hashlib.sha256(z.read(name)).hexdigest()
+        detector = z.read("face_detector.tflite")
+    # The bundle's detector is not copied: it computes what the vendored short-range one does.
+    from facexpr.faces._tflite import TFLiteModel
+
+    theirs = TFLiteModel("face_detector.tflite", content=detector)
+    ours = TFLiteModel("face_detection_short_range.tflite")
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 128, 128, 3)).astype(np.float32)
+    names = ("regressors", "classificators")
+    for a, b in zip(theirs(x, names), ours(x, names), strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -28,6 +28,8 @@ from facexpr.io import MediaSource, expand_inputs, iter_frames, probe_video
 log = logging.getLogger(__name__)
 
 Device = Literal["cpu", "cuda", "auto"]
+DEFAULT_LANDMARKS = "mesh478"
+"""The landmark model when none is asked for (docs/frontend.md: speed and agreement of both)."""
 _CHUNK = 32  # video frames the stages process together (fitting, embedding batches)
 
 
@@ -56,9 +58,14 @@ class AnalyzerOptions:
         aligned: inputs are pre-cropped faces (one face filling each image, e.g. 48 px FER+
             crops): no detection; the mesh runs on the whole image.
         blendshapes: the 52 ARKit blendshape columns: "learned" from the analysis heads, "fit"
-            by fitting the ICT FaceKit morphable model to the landmarks (with its FACS AU
-            intensities AUxx_r when the heads do not run), "none" for none; "auto" (default):
-            "learned" when analysis weights are available, else "none".
+            by fitting the ICT FaceKit morphable model to the landmarks, "mediapipe" from
+            MediaPipe's Blendshape V2 (needs Face Mesh V2), "none" for none; "fit" and
+            "mediapipe" add FACS AU intensities (AUxx_r) through the ARKit-to-FACS table when the
+            heads do not run. "auto" (default): "learned" when analysis weights are available,
+            else "none".
+        landmarks: the front-end's landmark model: "mesh468" (Face Mesh) or "mesh478" (Face Mesh
+            V2 with iris: adds the gaze columns gaze_0_x..gaze_angle_y); None picks "mesh478"
+            for ``blendshapes="mediapipe"``, else :data:`DEFAULT_LANDMARKS`.
         heads: the learned heads (emotions, valence, arousal, AUxx_r and AUxx_c, learned
             blendshapes, the embedding: :mod:`facexpr.analyze.heads`) with these options, or
             None for none. On by default when weights are available; ``heads_note`` says why
@@ -85,7 +92,8 @@ class AnalyzerOptions:
     num_threads: int = 1
     device: Device = "auto"
     mesh: bool = False
-    blendshapes: Literal["auto", "none", "fit", "learned"] = "auto"
+    blendshapes: Literal["auto", "none", "fit", "learned", "mediapipe"] = "auto"
+    landmarks: Literal["mesh468", "mesh478"] | None = None
     aligned: bool = False
     embedding: EmbeddingOptions | None = field(default_factory=EmbeddingOptions)
     heads: HeadsOptions | None = field(default_factory=HeadsOptions)
@@ -118,9 +126,10 @@ class AnalyzerOptions:
             raise ConfigError(f"redetect_every must be >= 1, not {self.redetect_every}")
         if self.num_threads < 1:
             raise ConfigError(f"num_threads must be >= 1, not {self.num_threads}")
-        if self.blendshapes not in ("auto", "none", "fit", "learned"):
+        if self.blendshapes not in ("auto", "none", "fit", "learned", "mediapipe"):
             raise ConfigError(
-                f"blendshapes must be 'auto', 'none', 'fit' or 'learned', not {self.blendshapes!r}"
+                "blendshapes must be 'auto', 'none', 'fit', 'learned' or 'mediapipe', not "
+                f"{self.blendshapes!r}"
             )
         if self.heads is not None and not isinstance(self.heads, HeadsOptions):
             raise ConfigError(
@@ -148,14 +157,27 @@ class AnalyzerOptions:
             raise ConfigError(
                 f"blendshapes 'learned' needs the analysis heads: {self.heads_note or 'heads off'}"
             )
+        if self.landmarks is None:
+            self.landmarks = "mesh478" if self.blendshapes == "mediapipe" else DEFAULT_LANDMARKS
+        if self.landmarks not in ("mesh468", "mesh478"):
+            raise ConfigError(f"landmarks must be 'mesh468' or 'mesh478', not {self.landmarks!r}")
+        if self.blendshapes == "mediapipe" and self.landmarks != "mesh478":
+            raise ConfigError(
+                "blendshapes 'mediapipe' needs Face Mesh V2's 478 points: landmarks must be "
+                f"'mesh478', not {self.landmarks!r}"
+            )
         if self.device != "auto":
             # "auto" is left to the stages that run torch: without one, torch is never imported.
             self.device = resolve_device(self.device)
         groups = list(C.DEFAULT_GROUPS)
-        if self.blendshapes in ("fit", "learned"):
+        if self.landmarks == "mesh478":
+            groups.insert(groups.index("meta") + 1, "gaze")  # OpenFace's place for them
+        if self.blendshapes in ("fit", "learned", "mediapipe"):
             groups.append("blendshapes")
-        if self.blendshapes == "fit" and not self.heads_on:
-            groups.append("aus")  # the fitted AUs; the heads' AUxx_r replace them when on
+        if self.blendshapes == "mediapipe":
+            import facexpr.analyze.mediapipe_blendshapes  # noqa: F401 - registers the aus group
+        if self.blendshapes in ("fit", "mediapipe") and not self.heads_on:
+            groups.append("aus")  # from the blendshapes; the heads' AUxx_r replace them when on
         if self.heads_on:
             groups += ["au_heads", "emotions", "va"]
         if self.embedding is not None and not isinstance(self.embedding, EmbeddingOptions):
@@ -225,6 +247,10 @@ class Analyzer:
             from facexpr.analyze.blendshapes import BlendshapeFitter
 
             self.stages.append(BlendshapeFitter(device=o.device))
+        elif o.blendshapes == "mediapipe":
+            from facexpr.analyze.mediapipe_blendshapes import MediaPipeBlendshapes
+
+            self.stages.append(MediaPipeBlendshapes(o.num_threads))
         if o.heads_note is not None:
             log.info("%s", o.heads_note)
         if o.heads_on:
@@ -266,6 +292,7 @@ class Analyzer:
                     redetect_every=o.redetect_every,
                     num_threads=o.num_threads,
                     aligned=o.aligned,
+                    landmark_model=o.landmarks,
                 )
             )
             self._frontends[mode] = fe

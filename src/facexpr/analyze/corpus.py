@@ -140,8 +140,9 @@ class CorpusOptions:
         aligned: inputs are pre-cropped faces (no detection; the mesh presence replaces the
             detector score; the size and blur filters are off, as small crops are upscaled).
         samples_per_shard: samples per tar shard.
-        teacher_bundle: MediaPipe's ``face_landmarker.task`` for cached Blendshape V2 teacher
-            labels on every kept crop, "env" for ``$FACEXPR_LANDMARKER_TASK``, or None.
+        teacher_bundle: cached Blendshape V2 teacher labels on every kept crop: "vendored" (the
+            models shipped with facexpr), "env" (``$FACEXPR_LANDMARKER_TASK``, else the vendored
+            models), a ``face_landmarker.task`` path; None for no teacher labels.
         limit: read at most this many files of each UTKFace root (quick runs), or None.
     """
 
@@ -291,7 +292,7 @@ def build_dataset(
                 from facexpr.faces.blendshape_teacher import BlendshapeTeacher
 
                 bs_teacher = BlendshapeTeacher(
-                    None if o.teacher_bundle == "env" else o.teacher_bundle
+                    None if o.teacher_bundle in ("env", "vendored") else o.teacher_bundle
                 )
             it = jobs
             if progress:

@@ -54,6 +54,10 @@ def _fill_face(row: np.ndarray, pos: dict[str, int], face: FaceResult, groups) -
         row[i : i + C.N_LANDMARKS] = face.landmarks[:, 0]
         i = pos[C.LANDMARK_Y[0]]
         row[i : i + C.N_LANDMARKS] = face.landmarks[:, 1]
+    if "gaze" in groups and face.gaze is not None:
+        i = pos[C.GAZE[0]]
+        g = face.gaze
+        row[i : i + 8] = (*g.eye0, *g.eye1, *g.angle)
     if "pose" in groups and face.pose is not None:
         i = pos[C.POSE_T[0]]
         row[i : i + 3] = face.pose.translation
@@ -175,6 +179,12 @@ class ExpressionTable:
     def aus(self) -> pd.DataFrame:
         """AU intensity columns ``AUxx_r`` on the FACS 0-5 scale (empty if not computed)."""
         return self._df[[c for c in self._df.columns if c.startswith("AU") and c.endswith("_r")]]
+
+    @property
+    def gaze(self) -> pd.DataFrame:
+        """OpenFace's gaze_0_*, gaze_1_* (unit vectors, camera axes) and gaze_angle_x/y (radians);
+        empty unless Face Mesh V2 ran."""
+        return self._df[[c for c in C.GAZE if c in self._df.columns]]
 
     @property
     def embedding(self) -> pd.DataFrame:

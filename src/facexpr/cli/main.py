@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from facexpr import __version__
 from facexpr.cli import datasets as datasets_cli
 from facexpr.cli import evaluate as evaluate_cli
+from facexpr.cli import plot as plot_cli
 from facexpr.cli import similar as similar_cli
 from facexpr.cli import train as train_cli
 from facexpr.cli._args import positive_float as _positive_float
@@ -92,11 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     a.add_argument(
         "--blendshapes",
-        choices=("auto", "learned", "fit", "none"),
+        choices=("auto", "learned", "fit", "mediapipe", "none"),
         default="auto",
         help="the 52 ARKit blendshapes: 'learned' (the analysis heads), 'fit' (fitting the ICT "
-        "face model, with its AU intensities when the heads are off), 'none'; 'auto' (default): "
-        "learned when analysis weights are available",
+        "face model, with its AU intensities when the heads are off), 'mediapipe' (MediaPipe's "
+        "Blendshape V2, runs Face Mesh V2), 'none'; 'auto' (default): learned when analysis "
+        "weights are available, else none",
     )
     a.add_argument(
         "--no-heads",
@@ -110,6 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="analysis model weights (a 'facexpr train heads' run's analysis.safetensors) "
         "instead of the shipped ones",
+    )
+    a.add_argument(
+        "--landmarks",
+        choices=("mesh468", "mesh478"),
+        default=None,
+        help="landmark model: 'mesh468' (Face Mesh) or 'mesh478' (Face Mesh V2 with iris: adds "
+        "the gaze columns); default mesh478",
     )
     a.add_argument(
         "--no-embedding",
@@ -228,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_cli.add_parser(sub)
     similar_cli.add_parser(sub)
     evaluate_cli.add_parser(sub)
+    plot_cli.add_parser(sub)
     d = sub.add_parser("dataset", help="build and inspect training datasets (shard format)")
     dsub = d.add_subparsers(dest="dataset_command", required=True)
     b = dsub.add_parser(
@@ -258,8 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--teacher-bundle",
         metavar="TASK",
         default=None,
-        help="cache Blendshape V2 teacher labels: MediaPipe's face_landmarker.task ('env': "
-        "$FACEXPR_LANDMARKER_TASK)",
+        help="cache Blendshape V2 teacher labels: 'vendored' (the models shipped with facexpr), "
+        "'env' ($FACEXPR_LANDMARKER_TASK, else the vendored models) or a face_landmarker.task",
     )
     b.add_argument("--limit", type=_positive_int, default=None, help="files read per UTKFace root")
     b.add_argument("--overwrite", action="store_true", help="replace a dataset in DIR")
@@ -276,7 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--teacher-bundle",
         metavar="TASK",
         default=None,
-        help="MediaPipe's face_landmarker.task (default: $FACEXPR_LANDMARKER_TASK)",
+        help="read the models from this face_landmarker.task (default: "
+        "$FACEXPR_LANDMARKER_TASK, else the models shipped with facexpr)",
     )
     te.add_argument("--limit", type=_positive_int, default=None, help="first N samples only")
     te.add_argument("--overwrite", action="store_true", help="replace a dataset in OUT")
@@ -337,6 +348,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         device=args.device,
         mesh=args.mesh,
         blendshapes=args.blendshapes,
+        landmarks=args.landmarks,
         aligned=args.aligned,
         embedding=embedding,
         heads=heads,
@@ -583,6 +595,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return similar_cli.run(args)
         if args.command == "evaluate":
             return evaluate_cli.run(args)
+        if args.command == "plot":
+            return plot_cli.run(args)
     except FacexprError as e:
         print(f"facexpr: error: {e}", file=sys.stderr)
         return 2

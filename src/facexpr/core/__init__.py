@@ -7,7 +7,7 @@ from facexpr.core.errors import (
     MissingDependencyError,
     ModelError,
 )
-from facexpr.core.types import FaceResult, Frame, FrameResult, HeadPose, RunningMode
+from facexpr.core.types import FaceResult, Frame, FrameResult, Gaze, HeadPose, RunningMode
 
 __all__ = [
     "ConfigError",
@@ -15,6 +15,7 @@ __all__ = [
     "FacexprError",
     "Frame",
     "FrameResult",
+    "Gaze",
     "HeadPose",
     "InputError",
     "MissingDependencyError",

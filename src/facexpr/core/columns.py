@@ -32,6 +32,12 @@ POSE_R = ("pose_Rx", "pose_Ry", "pose_Rz")  # radians, R = Rx Ry Rz
 LANDMARK_X = tuple(f"x_{i}" for i in range(N_LANDMARKS))
 LANDMARK_Y = tuple(f"y_{i}" for i in range(N_LANDMARKS))
 
+# OpenFace 2.0's gaze columns: unit vectors in camera coordinates, angles in radians.
+GAZE = (
+    "gaze_0_x", "gaze_0_y", "gaze_0_z", "gaze_1_x", "gaze_1_y", "gaze_1_z",
+    "gaze_angle_x", "gaze_angle_y",
+)  # fmt: skip
+
 FACE_BOX = ("face_x", "face_y", "face_width", "face_height")  # px, top-left + size
 FACE_SCORE = "face_score"
 POSE_DEG = ("pitch", "yaw", "roll")  # degrees
@@ -55,9 +61,10 @@ def au_intensity_column(au: str) -> str:
 
 
 # Groups, in table order. `mesh` is opt-in (1,404 columns); `expr` is on when expression weights
-# are available (shipped, or given by path).
+# are available (shipped, or given by path); `gaze` when Face Mesh V2 (with iris) runs.
 GROUPS: dict[str, tuple[str, ...]] = {
     "meta": (INPUT, FRAME, FACE_ID, TIMESTAMP, CONFIDENCE, SUCCESS),
+    "gaze": GAZE,  # after meta, before pose: OpenFace's order
     "pose": (*POSE_T, *POSE_R),
     "landmarks": (*LANDMARK_X, *LANDMARK_Y),
     "face": (*FACE_BOX, FACE_SCORE, *POSE_DEG, POSE_ERROR, *FRAME_SIZE),

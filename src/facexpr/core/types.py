@@ -80,6 +80,27 @@ class HeadPose:
 
 
 @dataclass(frozen=True, slots=True)
+class Gaze:
+    """Eye gaze as OpenFace 2.0 reports it (``gaze_0_*``, ``gaze_1_*``, ``gaze_angle_*``).
+
+    Camera coordinates: x right, y down, z forward (away from the camera), so a face looking
+    into the camera has gaze vectors near (0, 0, -1).
+
+    Attributes:
+        eye0: (3,) float32 unit vector of the eye on the image's left (the subject's right eye;
+            OpenFace's ``gaze_0``).
+        eye1: (3,) float32 unit vector of the other eye (OpenFace's ``gaze_1``).
+        angle: (2,) float32 radians, (``gaze_angle_x``, ``gaze_angle_y``) of the mean of the two
+            vectors: ``atan2(x, -z)``, ``atan2(y, -z)``; x > 0 looking toward the image's right,
+            y > 0 looking down.
+    """
+
+    eye0: np.ndarray
+    eye1: np.ndarray
+    angle: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
 class FaceResult:
     """Everything the front-end knows about one face in one frame.
 
@@ -92,6 +113,9 @@ class FaceResult:
             box area, largest first.
         mesh: (468, 3) float32 dense mesh (MediaPipe Face Mesh topology); x, y in px, z in px at
             the same scale, relative to the mesh centre, + away from the camera. None if absent.
+        iris: (10, 3) float32 iris points of Face Mesh V2 (its points 468-477: the subject's
+            right iris, centre first, then the left one), same units as ``mesh``; None when the
+            468-point model ran.
         keypoints: (6, 2) float32 px detector keypoints (right eye, left eye, nose tip, mouth,
             right ear tragion, left ear tragion; subject's sides) or None.
         pose: head pose, or None if it could not be computed.
@@ -112,6 +136,7 @@ class FaceResult:
             calibrated thresholds), or None.
         au_intensity: (20,) float32 0-5 intensities of ``core.affect.HEAD_AUS`` (learned
             heads), or None.
+        gaze: eye gaze from the iris points and the head pose, or None (no iris or no pose).
     """
 
     box: np.ndarray
@@ -132,6 +157,8 @@ class FaceResult:
     valence_arousal: np.ndarray | None = None
     au_occurrence: np.ndarray | None = None
     au_intensity: np.ndarray | None = None
+    iris: np.ndarray | None = None
+    gaze: Gaze | None = None
 
 
 @dataclass(frozen=True, slots=True)

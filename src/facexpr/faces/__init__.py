@@ -1,7 +1,9 @@
-"""facexpr.faces: face detection, 468-point mesh, 68 iBUG landmarks, alignment, head pose, tracking.
+"""facexpr.faces: face detection, Face Mesh (468 or 478 points with iris), 68 iBUG landmarks,
+alignment, head pose, gaze, tracking.
 
 Frames in, :class:`~facexpr.core.types.FrameResult` out (:class:`FaceFrontEnd`); the stages are
-usable alone. Models: MediaPipe BlazeFace and Face Mesh (Apache-2.0, vendored in ``models/``).
+usable alone. Models: MediaPipe BlazeFace, Face Mesh, Face Mesh V2 and Blendshape V2 (Apache-2.0,
+vendored in ``models/``; ``docs/frontend.md``).
 """
 
 from facexpr.faces.align import ALIGN_TEMPLATE, align_face

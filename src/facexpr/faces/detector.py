@@ -90,6 +90,9 @@ class FaceDetectorOptions:
         tile_size: side of those tiles, px (>= 256). 800 found all five faces of
             ``multi_face.jpg`` shrunk to 50% inside a 3200x2400 frame, where the whole-image pass
             finds one.
+        resize: how the image is shrunk to the model input (:func:`letterbox`): ``"area"``, or
+            ``"bilinear"`` as MediaPipe does (the front-end's Face Mesh V2 path, to reproduce
+            MediaPipe's Face Landmarker).
     """
 
     model: Literal["full", "short"] = "full"
@@ -99,6 +102,7 @@ class FaceDetectorOptions:
     max_faces: int = 100
     tile_above: int = 1280
     tile_size: int = 800
+    resize: Literal["area", "bilinear"] = "area"
 
     def __post_init__(self) -> None:
         if self.model not in _SPECS:
@@ -117,6 +121,10 @@ class FaceDetectorOptions:
             raise ConfigError(f"FaceDetectorOptions.tile_above: {self.tile_above} not 0 or >= 256")
         if self.tile_size < 256:
             raise ConfigError(f"FaceDetectorOptions.tile_size: {self.tile_size} < 256")
+        if self.resize not in ("area", "bilinear"):
+            raise ConfigError(
+                f"FaceDetectorOptions.resize: {self.resize!r} is not 'area' or 'bilinear'"
+            )
 
 
 def ssd_anchors(size: int, strides: tuple[int, ...], anchors_per_cell: int) -> np.ndarray:
@@ -139,8 +147,18 @@ def ssd_anchors(size: int, strides: tuple[int, ...], anchors_per_cell: int) -> n
     return np.concatenate(out).astype(np.float32)
 
 
-def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float, float, float]:
+def letterbox(
+    image: np.ndarray, size: int, resize: Literal["area", "bilinear"] = "area"
+) -> tuple[np.ndarray, float, float, float]:
     """Resizes ``image`` into a ``size`` square keeping aspect ratio, padding symmetrically.
+
+    Args:
+        image: (H, W, 3) uint8 RGB.
+        size: model input side.
+        resize: ``"area"`` (pixel-area averaging to a whole number of pixels: no aliasing) or
+            ``"bilinear"``, MediaPipe's ``ImageToTensorCalculator`` exactly (the image centred in
+            a square of its long side, whose corners map onto the input's corners, bilinear, zero
+            border; aliases when shrinking a lot, which moves scores of small faces).
 
     Returns:
         (1, size, size, 3) float32 in [-1, 1], the scale (model px per image px), and the x, y
@@ -148,6 +166,17 @@ def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float, float, f
     """
     h, w = image.shape[:2]
     scale = min(size / w, size / h)
+    if resize == "bilinear":
+        s = size / max(w, h)
+        px, py = (size - w * s) / 2, (size - h * s) / 2
+        m = np.array([[s, 0.0, px], [0.0, s, py]])
+        canvas = cv2.warpAffine(
+            image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
+        )
+        x = canvas.astype(np.float32)
+        x *= 2.0 / 255.0
+        x -= 1.0
+        return x[None], s, float(px), float(py)
     nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
     resized = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA)
     px, py = (size - nw) // 2, (size - nh) // 2
@@ -243,7 +272,7 @@ class FaceDetector:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Returns raw (N, 4) boxes, (N,) scores and (N, 6, 2) keypoints in source px."""
         size = self._spec.size
-        x, scale, px, py = letterbox(image, size)
+        x, scale, px, py = letterbox(image, size, self.options.resize)
         reg, logits = self._model(x, self._spec.outputs)
         logits = np.clip(logits[0, :, 0], -100.0, 100.0)
         keep = np.flatnonzero(logits >= self._logit_min)

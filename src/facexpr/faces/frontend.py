@@ -4,6 +4,12 @@ IMAGE mode detects every frame (BlazeFace) and runs Face Mesh on each detection.
 modes track: each face's mesh ROI comes from its previous landmarks, the detector runs when a
 track is lost or every ``redetect_every`` frames to catch new faces, and landmarks are smoothed
 with a One Euro filter.
+
+Two landmark models (``landmark_model``): the 468-point Face Mesh, or Face Mesh V2 (478 points
+with the iris, which give the gaze). With V2 the ROIs are the Face Landmarker task's (detection
+box x 1.5 unsquared; from landmarks, their axis-aligned extent), and the short-range detector
+shrinks the image bilinearly as MediaPipe does, so that IMAGE mode with it reproduces MediaPipe's
+Face Landmarker (``tests/faces/test_mediapipe_golden.py``).
 """
 
 from __future__ import annotations
@@ -18,11 +24,13 @@ from facexpr.core.errors import ConfigError, InputError
 from facexpr.core.types import FaceResult, Frame, FrameResult, RunningMode
 from facexpr.faces.align import align_face
 from facexpr.faces.detector import Detection, FaceDetector, FaceDetectorOptions, as_rgb
+from facexpr.faces.gaze import estimate_gaze
 from facexpr.faces.landmarks68 import eye_centres, landmarks68
 from facexpr.faces.mesh import (
     LEFT_EYE_OUTER,
     RIGHT_EYE_OUTER,
     FaceMesh,
+    MeshModel,
     MeshResult,
     RotatedRect,
     roi_from_detection,
@@ -34,6 +42,7 @@ from facexpr.faces.tracking import OneEuroFilter, Track, greedy_match, iou_matri
 log = logging.getLogger(__name__)
 
 _MESH_NOSE_TIP, _MESH_MOUTH, _MESH_RIGHT_EAR, _MESH_LEFT_EAR = 1, 13, 234, 454
+_IRIS_CENTRES = (468, 473)  # Face Mesh V2: eye 0 (image left), eye 1
 
 
 @dataclass
@@ -42,7 +51,8 @@ class FaceFrontEndOptions:
 
     Attributes:
         mode: IMAGE (independent photos), VIDEO or STREAM (tracking and smoothing).
-        detector: ``"full"`` (full-range BlazeFace, best recall) or ``"short"`` (faster, faces
+        detector: ``"full"`` (full-range BlazeFace, best recall) or ``"short"`` (MediaPipe Face
+            Landmarker's own detector, fed as MediaPipe feeds it, bilinear; faster, faces
             within ~2 m).
         min_face_score: detector score threshold, in (0, 1); also the Face Mesh presence
             threshold under which a track counts as lost.
@@ -51,10 +61,11 @@ class FaceFrontEndOptions:
         smoothing: One Euro landmark smoothing in VIDEO/STREAM modes.
         redetect_every: in VIDEO/STREAM, run the detector every this many frames to catch new
             faces (>= 1); it also runs whenever a track is lost or none exists.
-        new_track_score: in VIDEO/STREAM, the detector score a detection needs to start a new
-            track, in [min_face_score, 1). Stricter than ``min_face_score`` because a false track,
-            once started, is kept alive by the mesh (lettering in ``no_face.mp4`` scores up to
-            0.61); real faces in our fixture videos score 0.74-0.95.
+        new_track_score: in VIDEO/STREAM, the detector score and the mesh presence a detection
+            needs to start a new track, in [min_face_score, 1). Stricter than ``min_face_score``
+            because a false track, once started, is kept alive by the mesh: lettering in
+            ``no_face.mp4`` scores up to 0.70 as a detection and 0.61 as Face Mesh V2 presence;
+            real faces in our fixture videos score 0.74-0.95 and >= 0.91 (presence, both models).
         max_misses: frames a track survives without a face before it is dropped (>= 0).
         num_threads: interpreter CPU threads (>= 1).
         min_face_size: faces whose detector box is narrower than this, px, are ignored (>= 0).
@@ -78,9 +89,14 @@ class FaceFrontEndOptions:
     min_face_size: float = 0.0
     pose: bool = True
     aligned: bool = False
+    landmark_model: MeshModel = "mesh478"
 
     def __post_init__(self) -> None:
         name = "FaceFrontEndOptions"
+        if self.landmark_model not in ("mesh468", "mesh478"):
+            raise ConfigError(
+                f"{name}.landmark_model: {self.landmark_model!r} is not 'mesh468' or 'mesh478'"
+            )
         if not isinstance(self.mode, RunningMode):
             raise ConfigError(f"{name}.mode: {self.mode!r} is not a RunningMode")
         if self.detector not in ("full", "short"):
@@ -109,13 +125,14 @@ class FaceFrontEndOptions:
 class FaceFrontEnd:
     """Finds faces in frames and measures them.
 
-    Output per face (:class:`~facexpr.core.types.FaceResult`): ``box`` is the extent of the 468
+    Output per face (:class:`~facexpr.core.types.FaceResult`): ``box`` is the extent of the
     mesh points (tighter and steadier than the detector box, and defined on tracked frames where
     the detector does not run); ``score`` the detector score of the detection that started or last
     refreshed the face; ``confidence`` the Face Mesh presence probability; ``landmarks`` the 68
     iBUG points; ``mesh`` the 468x3 mesh; ``keypoints`` the detector keypoints in IMAGE mode, and
     in VIDEO/STREAM the same six points taken from the mesh (eye centres, nose tip vertex 1, mouth
-    vertex 13, ear vertices 234 and 454); ``pose``; ``aligned`` and ``align_matrix``.
+    vertex 13, ear vertices 234 and 454); ``pose``; ``aligned`` and ``align_matrix``; with
+    ``mesh478`` also ``iris`` (points 468-477) and ``gaze``.
 
     Args:
         options: front-end options; defaults to ``FaceFrontEndOptions()``.
@@ -130,9 +147,16 @@ class FaceFrontEnd:
                 min_score=o.min_face_score,
                 num_threads=o.num_threads,
                 max_faces=max(o.max_faces * 2, 10),
+                # The short-range model is the Face Landmarker's own detector: it is fed as
+                # MediaPipe feeds it. The full-range one keeps the area resize its recall
+                # figures were measured with.
+                resize="bilinear" if o.detector == "short" else "area",
             )
         )
-        self._mesh = FaceMesh(o.num_threads)
+        self._mesh = FaceMesh(o.num_threads, o.landmark_model)
+        # The Face Landmarker task's ROIs with V2 (MediaPipe's output is reproduced); the legacy
+        # Face Mesh graph's squared detection ROI and our rotated-frame extent with 468 points.
+        self._mp_rois = o.landmark_model == "mesh478"
         self._closed = False
         self.reset()
 
@@ -189,7 +213,7 @@ class FaceFrontEnd:
     def _process_image(self, image: np.ndarray) -> list[FaceResult]:
         found = []
         for det in self._detect(image):
-            res = self._mesh.run(image, roi_from_detection(det.box, det.keypoints))
+            res = self._mesh.run(image, self._det_roi(det))
             if res.presence >= self.options.min_face_score:
                 found.append((det, res))
         found = _dedupe(found)[: self.options.max_faces]
@@ -250,7 +274,7 @@ class FaceFrontEnd:
             if res is None:
                 continue
             raw = res.landmarks
-            tr.roi = roi_from_points(raw[:, :2], raw[RIGHT_EYE_OUTER, :2], raw[LEFT_EYE_OUTER, :2])
+            tr.roi = self._next_roi(raw)
             tr.box = _extent(raw)
             mesh = raw
             if tr.filter is not None:
@@ -282,7 +306,7 @@ class FaceFrontEnd:
             tr, det = self._tracks[ti], dets[di]
             tr.score, tr.keypoints = det.score, det.keypoints
             if tr.face_id not in hits:  # re-acquire a lost track from its detection
-                res = self._mesh.run(image, roi_from_detection(det.box, det.keypoints))
+                res = self._mesh.run(image, self._det_roi(det))
                 if res.presence >= self.options.min_face_score:
                     hits[tr.face_id] = res
                     tr.misses = 0
@@ -291,8 +315,8 @@ class FaceFrontEnd:
                 continue
             if det.score < self.options.new_track_score:
                 continue
-            res = self._mesh.run(image, roi_from_detection(det.box, det.keypoints))
-            if res.presence < self.options.min_face_score:
+            res = self._mesh.run(image, self._det_roi(det))
+            if res.presence < self.options.new_track_score:
                 continue
             box = _extent(res.landmarks)
             if any(
@@ -328,6 +352,17 @@ class FaceFrontEnd:
 
     # Shared ---------------------------------------------------------------------------------
 
+    def _det_roi(self, det: Detection) -> RotatedRect:
+        return roi_from_detection(det.box, det.keypoints, square=not self._mp_rois)
+
+    def _next_roi(self, points: np.ndarray) -> RotatedRect:
+        return roi_from_points(
+            points[:, :2],
+            points[RIGHT_EYE_OUTER, :2],
+            points[LEFT_EYE_OUTER, :2],
+            extent="axis" if self._mp_rois else "rotated",
+        )
+
     def _face(
         self,
         image: np.ndarray,
@@ -338,6 +373,8 @@ class FaceFrontEnd:
         face_id: int,
         keypoints: np.ndarray | None,
     ) -> FaceResult:
+        points = mesh
+        mesh, iris = points[:468], (points[468:] if len(points) > 468 else None)
         lm = landmarks68(mesh)
         if keypoints is None:
             er, el = eye_centres(lm)
@@ -348,7 +385,11 @@ class FaceFrontEnd:
                     for i in (_MESH_NOSE_TIP, _MESH_MOUTH, _MESH_RIGHT_EAR, _MESH_LEFT_EAR)
                 ]
             ).astype(np.float32)
-        pose = head_pose(lm, image.shape[1], image.shape[0]) if self.options.pose else None
+        h, w = image.shape[:2]
+        pose = head_pose(lm, w, h) if self.options.pose else None
+        gaze = None
+        if iris is not None and pose is not None:
+            gaze = estimate_gaze(points[list(_IRIS_CENTRES)], pose, w, h, lm)
         aligned = matrix = None
         if self.options.align_size:
             aligned, matrix = align_face(image, lm, self.options.align_size)
@@ -363,6 +404,8 @@ class FaceFrontEnd:
             pose=pose,
             aligned=aligned,
             align_matrix=matrix,
+            iris=None if iris is None else iris.astype(np.float32, copy=False),
+            gaze=gaze,
         )
 
 
