@@ -1,11 +1,13 @@
-"""Drawing results onto frames: boxes, face ids, 68 landmarks, the mesh and the head-pose axes."""
+"""Drawing results onto frames: boxes, face ids, 68 landmarks, the mesh and the head-pose axes,
+and, when the learned heads ran, the top emotion, valence-arousal and the strongest AUs."""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
-from facexpr.core.types import FrameResult
+from facexpr.core.affect import EMOTIONS, HEAD_AUS
+from facexpr.core.types import FaceResult, FrameResult
 
 # Distinct colours per face id (RGB), cycled.
 _PALETTE = np.array(
@@ -29,6 +31,26 @@ def face_colour(face_id: int) -> tuple[int, int, int]:
     """Returns the RGB colour used for a face id."""
     c = _PALETTE[face_id % len(_PALETTE)]
     return int(c[0]), int(c[1]), int(c[2])
+
+
+def affect_lines(face: FaceResult, top_aus: int = 3) -> list[str]:
+    """Returns the text lines shown under a face for the learned heads (empty without them):
+    the top emotion with its probability, valence and arousal, the strongest AUs (intensity >= 1,
+    FACS A, at most ``top_aus``)."""
+    lines = []
+    if face.emotions is not None:
+        k = int(np.argmax(face.emotions))
+        lines.append(f"{EMOTIONS[k]} {face.emotions[k]:.2f}")
+    if face.valence_arousal is not None:
+        v, a = (float(x) for x in face.valence_arousal)
+        lines.append(f"V {v:+.2f}  A {a:+.2f}")
+    if face.au_intensity is not None:
+        order = np.argsort(-face.au_intensity)[:top_aus]
+        aus = [f"{HEAD_AUS[i]} {face.au_intensity[i]:.1f}" for i in order
+               if face.au_intensity[i] >= 1.0]  # fmt: skip
+        if aus:
+            lines.append("  ".join(aus))
+    return lines
 
 
 def draw_frame(image: np.ndarray, result: FrameResult, *, mesh: bool = False) -> np.ndarray:
@@ -68,6 +90,16 @@ def draw_frame(image: np.ndarray, result: FrameResult, *, mesh: bool = False) ->
             thick,
             cv2.LINE_AA,
         )
+        ly = y1 + 4
+        for line in affect_lines(face):
+            (lw, lh), _ = cv2.getTextSize(line, cv2.FONT_HERSHEY_SIMPLEX, fs, thick)
+            ly += lh + 6
+            lx = max(0, min(x0, out.shape[1] - lw - 4))
+            cv2.rectangle(out, (lx, ly - lh - 4), (lx + lw + 4, ly + 2), col, -1)
+            cv2.putText(
+                out, line, (lx + 2, ly - 1), cv2.FONT_HERSHEY_SIMPLEX, fs, (0, 0, 0), thick,
+                cv2.LINE_AA,
+            )  # fmt: skip
         if mesh and face.mesh is not None:
             for x, y in face.mesh[:, :2]:
                 cv2.circle(out, (round(float(x)), round(float(y))), 0, (200, 200, 200), -1)
