@@ -15,6 +15,7 @@ import torch
 
 from facexpr.analyze import Analyzer, AnalyzerOptions, EmbeddingOptions, ExpressionEmbedder
 from facexpr.analyze import embedding as embedding_module
+from facexpr.analyze import heads as heads_module
 from facexpr.analyze.stages import Stage
 from facexpr.analyze.table import ExpressionTable
 from facexpr.cli.main import main
@@ -134,6 +135,8 @@ def test_without_shipped_weights_analyze_runs_and_says_so_once(
     media_dir, tmp_path, monkeypatch, capsys
 ):
     monkeypatch.setattr(embedding_module, "shipped_expression_weights", lambda: None)
+    # The learned heads also carry an embedding: without their weights too.
+    monkeypatch.setattr(heads_module, "shipped_analysis_weights", lambda: None)
     out = tmp_path / "t"
     photos = [str(media_dir / "single_face.jpg"), str(media_dir / "multi_face.jpg")]
     assert main(["analyze", *photos, "-o", str(out), "--no-progress"]) == 0

@@ -108,7 +108,9 @@ def test_the_table_gets_openface_au_columns_emotions_and_va(small_weights, media
 def test_learned_blendshapes_need_the_heads():
     with pytest.raises(ConfigError, match="blendshapes 'learned' needs the analysis heads"):
         AnalyzerOptions(blendshapes="learned", heads=None)
-    with pytest.raises(ConfigError, match="blendshapes must be 'auto', 'none', 'fit' or 'learned'"):
+    with pytest.raises(
+        ConfigError, match="blendshapes must be 'auto', 'none', 'fit', 'learned' or 'mediapipe'"
+    ):
         AnalyzerOptions(blendshapes="guess")
     with pytest.raises(InputError, match="analysis weights file not found"):
         HeadsOptions(weights="/nonexistent/analysis.safetensors")

@@ -7,7 +7,13 @@ import torch
 
 import facexpr.nn  # noqa: F401  (fills the registry)
 from facexpr.core.errors import ConfigError, InputError, ModelError
-from facexpr.nn.registry import create_model, list_models, register_model, weights_card
+from facexpr.nn.registry import (
+    WEIGHTS_DIR,
+    create_model,
+    list_models,
+    register_model,
+    weights_card,
+)
 
 # name -> (tiny builder arguments, input shape, output shape). Every registered model must be here,
 # so a new model without a shape test fails test_every_model_is_covered.
@@ -112,6 +118,10 @@ def test_pretrained_without_ported_weights_says_how_to_port(tmp_path, monkeypatc
         create_model("mini_xception.fer2013", pretrained=True)
 
 
+@pytest.mark.skipif(
+    bool(list(WEIGHTS_DIR.glob("expression_mae_triplet.safetensors"))),
+    reason="expression weights are shipped (tests/nn/test_shipped_expression.py checks them)",
+)
 def test_expression_has_no_shipped_weights_yet_and_says_how_to_train():
     with pytest.raises(
         ModelError, match=r"no weights are shipped yet for 'expression\.mae_triplet'.*facexpr train"
