@@ -338,16 +338,22 @@ def avatar_from_gltf(path: str | Path, name: str | None = None, look: Look | Non
     Args:
         path: the .glb or .gltf file (read as untrusted, see :func:`facexpr.avatars.load_gltf`).
         name: avatar name (default ``file:<real path>``).
-        look: shading (default: no lip tint, as the rig's topology is unknown).
+        look: shading (default: no lip tint, as the rig's topology is unknown; the materials
+            with a base-colour texture are the skin, shaded with that texture).
 
     Raises:
         InputError: the file cannot be read as a rig.
     """
-    from facexpr.avatars.gltf import load_gltf
+    from facexpr.avatars.gltf import load_gltf, load_gltf_texture
 
     path = Path(path)
     rig = load_gltf(path)
-    return Avatar(name or f"file:{path.resolve()}", rig, look=look or Look(lips=None))
+    tex = load_gltf_texture(path) if rig.uv is not None else None
+    if tex is None:
+        return Avatar(name or f"file:{path.resolve()}", rig, look=look or Look(lips=None))
+    # The textured materials take the texture in place of the skin colour (a captured face).
+    look = look or Look(lips=None, skin_materials=tex.materials)
+    return Avatar(name or f"file:{path.resolve()}", rig, look=look, texture=tex.image)
 
 
 def register_gltf_avatar(name: str, path: str | Path, look: Look | None = None) -> None:
