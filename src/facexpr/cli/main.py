@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from facexpr import __version__
+from facexpr.cli import avatar as avatar_cli
 from facexpr.cli import similar as similar_cli
 from facexpr.cli import train as train_cli
 from facexpr.cli._args import positive_float as _positive_float
@@ -210,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train_cli.add_parser(sub)
     similar_cli.add_parser(sub)
+    avatar_cli.add_parser(sub)
     d = sub.add_parser("dataset", help="build and inspect training datasets (shard format)")
     dsub = d.add_subparsers(dest="dataset_command", required=True)
     b = dsub.add_parser(
@@ -550,6 +552,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return train_cli.run(args)
         if args.command == "similar":
             return similar_cli.run(args)
+        if args.command == "avatar":
+            return avatar_cli.run(args)
     except FacexprError as e:
         print(f"facexpr: error: {e}", file=sys.stderr)
         return 2

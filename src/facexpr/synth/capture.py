@@ -37,7 +37,7 @@ from facexpr.avatars.texture import (
     merge,
     unwrap,
 )
-from facexpr.core.errors import ConfigError, InputError
+from facexpr.core.errors import ConfigError, DamagedInputError, InputError
 from facexpr.core.types import FaceResult, Frame, RunningMode
 
 log = logging.getLogger(__name__)
@@ -207,7 +207,11 @@ def _crop(image: np.ndarray, points: np.ndarray, limit: int) -> tuple[np.ndarray
 
 
 def capture_frames(
-    frames: list[Frame], source: str | Path, options: CaptureOptions | None = None
+    frames: list[Frame],
+    source: str | Path,
+    options: CaptureOptions | None = None,
+    *,
+    notes: tuple[str, ...] = (),
 ) -> CaptureResult:
     """Returns the avatar captured from decoded frames of one person (a photo: one frame).
 
@@ -215,6 +219,7 @@ def capture_frames(
         frames: the frames (all the same size).
         source: the file they came from (named in errors).
         options: see :class:`CaptureOptions`.
+        notes: sentences about the input to pass on in the result's notes.
 
     Raises:
         InputError: no face, several faces with ``several="refuse"``, every face too small or a
@@ -225,7 +230,7 @@ def capture_frames(
     o = options or CaptureOptions()
     src = Path(source)
     where = "" if len(frames) == 1 else f" in the {len(frames)} frames looked at"
-    notes: list[str] = []
+    notes = list(notes)
     found: list[tuple[Frame, FaceResult]] = []
     most = 0
     fe_opts = FaceFrontEndOptions(
@@ -347,8 +352,14 @@ def capture(path: str | Path, options: CaptureOptions | None = None) -> CaptureR
     kind = scan.sources[0].kind
     if kind == "image":
         frames = [Frame(read_image(p), source=str(p))]
-    else:
-        frames = list(_video_frames(p, o.sample_frames))
-        if not frames:
-            raise InputError(p, "the video has no decodable frame")
-    return capture_frames(frames, p, o)
+        return capture_frames(frames, p, o)
+    frames = []
+    damage: tuple[str, ...] = ()
+    try:
+        frames.extend(_video_frames(p, o.sample_frames))
+    except DamagedInputError as e:
+        # Every decodable frame was delivered before this: capture from those, and say so.
+        damage = (f"damaged video, captured from the decodable frames ({e.problem})",)
+    if not frames:
+        raise InputError(p, "the video has no decodable frame")
+    return capture_frames(frames, p, o, notes=damage)

@@ -1,0 +1,121 @@
+"""Capture of a real person as a textured avatar (facexpr.synth.capture, ``avatar capture``).
+
+The glb files are written into tmp_path only: the project ships no captured face of a person.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from facexpr.avatars.avatar import avatar_from_gltf
+from facexpr.avatars.gltf import load_gltf_texture, save_avatar_gltf
+from facexpr.avatars.texture import TextureOptions
+from facexpr.cli.main import main
+from facexpr.core.errors import ConfigError, InputError
+from facexpr.io.images import read_image, write_image
+from facexpr.synth.capture import CaptureOptions, capture
+
+S = 64  # small textures: these tests check the pipeline, not the detail
+
+
+def opts(**kw) -> CaptureOptions:
+    return CaptureOptions(texture=TextureOptions(size=S), **kw)
+
+
+@pytest.fixture(scope="module")
+def photo_capture(media_dir):
+    try:
+        return capture(media_dir / "single_face.jpg", opts())
+    except ImportError as e:  # MissingDependencyError: no moderngl / EGL
+        pytest.skip(f"no headless OpenGL: {e}")
+
+
+def test_photo_capture_writes_a_glb_that_loads_back_with_its_texture(photo_capture, tmp_path):
+    r = photo_capture
+    assert r.frames == (0,)
+    assert r.faces_found == 1
+    assert r.angles[0] < 20.0  # the fixture looks at the camera
+    assert float(r.residual[0]) < 0.06
+    assert 0.1 < r.seen_fraction < 0.5  # one frontal view: the face, not the back of the head
+    tex = r.avatar.texture
+    assert tex.shape == (S, 2 * S, 3)
+    # Skin colours, not the default grey: the red channel leads, as in skin.
+    face = tex[S // 4 : 3 * S // 4, S // 4 : 3 * S // 4].reshape(-1, 3).astype(np.float32)
+    assert face.mean(axis=0)[0] > face.mean(axis=0)[2]
+    path = save_avatar_gltf(r.avatar, tmp_path / "person.glb")
+    back = load_gltf_texture(path)
+    assert back is not None
+    assert back.image.shape == (S, 2 * S, 3)
+    np.testing.assert_array_equal(back.image, tex)
+    loaded = avatar_from_gltf(path)
+    assert loaded.rig.n_channels == 53
+    # Neutral geometry: the fitted identity at zero expression.
+    np.testing.assert_allclose(loaded.rig.neutral, r.avatar.base, atol=1e-5)
+
+
+def test_several_faces_largest_or_refused(media_dir):
+    r = capture(media_dir / "multi_face.jpg", opts())
+    assert r.faces_found > 1
+    assert any("largest" in n for n in r.notes)
+    with pytest.raises(InputError, match=r"multi_face\.jpg.*faces found; capture takes one"):
+        capture(media_dir / "multi_face.jpg", opts(several="refuse"))
+
+
+def test_bad_inputs_name_the_file(media_dir, tmp_path):
+    with pytest.raises(InputError, match=r"nothere\.jpg.*not found"):
+        capture(tmp_path / "nothere.jpg", opts())
+    with pytest.raises(InputError, match=r"001\.csv.*neither an image"):
+        capture(media_dir / "001.csv", opts())
+    with pytest.raises(InputError, match=r"free-mountain-vector-01\.jpg.*no face found"):
+        capture(media_dir / "free-mountain-vector-01.jpg", opts())
+    with pytest.raises(InputError, match=r"no_face\.mp4.*no face found in the \d+ frames"):
+        capture(media_dir / "no_face.mp4", opts(sample_frames=8, frames=2))
+    # A tiny crop: the fixture face scaled down to a few pixels between the eyes.
+    img = read_image(media_dir / "single_face.jpg")
+    import cv2
+
+    small = cv2.resize(img, (img.shape[1] // 3, img.shape[0] // 3), interpolation=cv2.INTER_AREA)
+    write_image(tmp_path / "tiny.png", small)
+    with pytest.raises(InputError, match=r"tiny\.png.*too small: \d+ px between the eye"):
+        capture(tmp_path / "tiny.png", opts(min_eye_distance=30))
+
+
+def test_profile_views_are_refused(media_dir):
+    # The fixture face is turned about 8 degrees: with a 3-degree limit it counts as a profile.
+    with pytest.raises(InputError, match=r"single_face\.jpg.*turned \d+ degrees.*within 3"):
+        capture(media_dir / "single_face.jpg", opts(max_angle=3.0))
+
+
+def test_video_merges_near_neutral_frames(media_dir):
+    r = capture(media_dir / "single_face.mp4", opts(frames=3, sample_frames=12))
+    assert len(r.frames) == 3
+    assert len(set(r.frames)) == 3
+    assert r.frames_looked_at == 12
+    assert r.weights.shape == (3, 53)
+    assert (r.angles <= 40.0).all()
+
+
+def test_options_are_checked():
+    with pytest.raises(ConfigError, match="frames must be >= 1"):
+        CaptureOptions(frames=0)
+    with pytest.raises(ConfigError, match="sample_frames"):
+        CaptureOptions(frames=5, sample_frames=2)
+    with pytest.raises(ConfigError, match="max_angle"):
+        CaptureOptions(max_angle=95)
+    with pytest.raises(ConfigError, match="several"):
+        CaptureOptions(several="all")  # type: ignore[arg-type]
+
+
+def test_cli_capture_exit_codes(media_dir, tmp_path, capsys):
+    out = tmp_path / "me.glb"
+    assert main(["avatar", "capture", str(media_dir / "single_face.jpg"), "-o", str(out),
+                 "--texture-size", "64"]) == 0  # fmt: skip
+    assert load_gltf_texture(out).image.shape == (64, 128, 3)
+    assert main(["avatar", "capture", str(media_dir / "free-mountain-vector-01.jpg"), "-o",
+                 str(tmp_path / "x.glb")]) == 2  # fmt: skip
+    assert "no face found" in capsys.readouterr().err
+    assert not (tmp_path / "x.glb").exists()
+    assert main(["avatar", "capture", str(media_dir / "single_face.jpg"), "-o",
+                 str(tmp_path / "x.obj")]) == 2  # fmt: skip
+    assert "use a .glb or .gltf" in capsys.readouterr().err
