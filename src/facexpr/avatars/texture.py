@@ -404,8 +404,15 @@ def unwrap(
     return TextureSample(color.astype(np.float32), weight, covered)
 
 
-def merge(samples: Sequence[TextureSample]) -> TextureSample:
+def merge(samples: Sequence[TextureSample], *, robust: float | None = 0.08) -> TextureSample:
     """Returns the visibility-weighted mean of several frames' samples (weights summed).
+
+    Args:
+        samples: the frames' samples, all of one size.
+        robust: with 3 frames or more, the colour distance (RGB in [0, 1]) at which a frame's
+            texel counts half in two reweighting passes (Cauchy weights about the running mean),
+            so what one frame shows alone (a hand, a strand of hair, a highlight) is outvoted;
+            None for the plain weighted mean. The returned weights are the plain sums.
 
     Raises:
         ConfigError: no samples, or samples of different sizes.
@@ -415,11 +422,22 @@ def merge(samples: Sequence[TextureSample]) -> TextureSample:
     shape = samples[0].weight.shape
     if any(x.weight.shape != shape for x in samples):
         raise ConfigError("merge: texture samples of different sizes")
-    w = np.sum([x.weight for x in samples], axis=0)
-    c = np.sum([x.color * x.weight[..., None] for x in samples], axis=0)
-    c = np.where(w[..., None] > 0, c / np.maximum(w, 1e-12)[..., None], 0.0)
+    colors = np.stack([x.color for x in samples])
+    weights = np.stack([x.weight for x in samples])
+    w_sum = weights.sum(axis=0)
+
+    def mean(wts: np.ndarray) -> np.ndarray:
+        tot = wts.sum(axis=0)
+        c = (colors * wts[..., None]).sum(axis=0)
+        return np.where(tot[..., None] > 0, c / np.maximum(tot, 1e-12)[..., None], 0.0)
+
+    c = mean(weights)
+    if robust is not None and len(samples) >= 3:
+        for _ in range(2):
+            r = np.linalg.norm(colors - c[None], axis=-1)
+            c = mean(weights / (1.0 + (r / robust) ** 2))
     covered = np.logical_or.reduce([x.covered for x in samples])
-    return TextureSample(c.astype(np.float32), w.astype(np.float32), covered)
+    return TextureSample(c.astype(np.float32), w_sum.astype(np.float32), covered)
 
 
 def _smoothstep(a: float, b: float, x: np.ndarray) -> np.ndarray:

@@ -509,7 +509,9 @@ def cmd_animate(args: argparse.Namespace) -> int:
     if args.gltf:
         # The exporter maps the ARKit weights onto the rig's channels itself.
         written.append(
-            export.write_gltf_animation(args.gltf, avatar.rig, track.weights, fps=track.fps)
+            export.write_gltf_animation(
+                args.gltf, avatar.rig, track.weights, fps=track.fps, avatar=avatar
+            )
         )
     if args.preview:
         written.append(

@@ -53,6 +53,7 @@ _INNER_LIPS = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 
                88, 95)  # fmt: skip
 _RIGHT_EYE = (33, 246, 161, 160, 159, 158, 157, 173, 133, 155, 154, 153, 145, 144, 163, 7)
 _LEFT_EYE = (263, 466, 388, 387, 386, 385, 384, 398, 362, 382, 381, 380, 374, 373, 390, 249)
+_CHEEKS = (50, 280)  # Face Mesh points at the middle of each cheek
 
 
 @dataclass
@@ -123,6 +124,7 @@ class CaptureResult:
         residual: (T,) float32 fit residuals (mean landmark error / inter-ocular distance).
         tone: (3,) float32 RGB in [0, 1], the skin tone used to fill unseen skin.
         seen_fraction: fraction of the skin texels some merged frame showed.
+        seen: (S, 2S) float32 >= 0, the summed visibility weights of the texels (0: filled).
         faces_found: the most faces found in one frame looked at.
         frames_looked_at: frames the front-end ran on.
         notes: sentences for the user (several faces, frames dropped ...).
@@ -135,6 +137,7 @@ class CaptureResult:
     residual: np.ndarray
     tone: np.ndarray
     seen_fraction: float
+    seen: np.ndarray
     faces_found: int
     frames_looked_at: int
     notes: tuple[str, ...]
@@ -173,19 +176,42 @@ def _face_angle(rotation: np.ndarray, translation: np.ndarray) -> float:
     return math.degrees(math.acos(float(np.clip(cos, -1.0, 1.0))))
 
 
-def _face_mask(points: np.ndarray, shape: tuple[int, int], feather: float) -> np.ndarray:
-    """Returns (H, W) float32 in [0, 1]: 1 on the skin inside the mesh points' convex hull,
-    fading to 0 over ``feather`` px at its edge and around the mouth and eye openings."""
+def _face_mask(image: np.ndarray, points: np.ndarray, feather: float) -> np.ndarray:
+    """Returns (H, W) float32 in [0, 1]: the pixels that show the face's skin.
+
+    1 inside the mesh points' convex hull, fading to 0 over ``feather`` px at its edge and around
+    the mouth and eye openings (teeth, tongue, sclera and iris are the model's own materials).
+    In the outer band of the hull (three feathers wide), where hair and background can lie
+    inside the face oval, pixels far in colour (CIE Lab) from the cheeks' skin count less;
+    inside the band nothing is judged by colour, so brows, lips and beards stay.
+    """
     import cv2
 
+    shape = image.shape[:2]
     m = np.zeros(shape, np.uint8)
     hull = cv2.convexHull(np.round(points * 4).astype(np.int32))
     cv2.fillConvexPoly(m, hull, 255, shift=2)
     holes = [np.round(points[list(ids)] * 4).astype(np.int32) for ids in
              (_INNER_LIPS, _RIGHT_EYE, _LEFT_EYE)]  # fmt: skip
+    edge = cv2.distanceTransform(m, cv2.DIST_L2, 5)
     cv2.fillPoly(m, holes, 0, shift=2)
     dist = cv2.distanceTransform(m, cv2.DIST_L2, 5)
-    return np.clip(dist / max(feather, 1.0), 0.0, 1.0).astype(np.float32)
+    mask = np.clip(dist / max(feather, 1.0), 0.0, 1.0)
+    lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32)
+    r = max(2, round(feather))
+    samples = []
+    for k in _CHEEKS:
+        x, y = np.round(points[k]).astype(int)
+        patch = lab[max(0, y - r) : y + r + 1, max(0, x - r) : x + r + 1].reshape(-1, 3)
+        if len(patch):
+            samples.append(patch)
+    if samples:
+        skin = np.median(np.concatenate(samples), axis=0)
+        d = np.linalg.norm(lab - skin, axis=-1)
+        skin_like = 1.0 / (1.0 + (d / 30.0) ** 4)
+        band = np.clip(1.0 - edge / (3.0 * max(feather, 1.0)), 0.0, 1.0)
+        mask = mask * (1.0 - band * (1.0 - skin_like))
+    return mask.astype(np.float32)
 
 
 def _crop(image: np.ndarray, points: np.ndarray, limit: int) -> tuple[np.ndarray, tuple]:
@@ -281,7 +307,12 @@ def capture_frames(
             "frontal",
         )  # fmt: skip
     expr = [i for i, n in enumerate(fit.channel_names) if not n.startswith(_GAZE)]
-    score = fit.weights[:, expr].sum(axis=1) + angles / 10.0 + 20.0 * fit.residual
+    conf = np.array([f.confidence for _, f in found], np.float64)
+    # Near-neutral (expression weights), frontal (1 per 10 degrees), well fitted and clearly a
+    # face (occlusions raise the residual and lower the mesh's confidence).
+    score = (
+        fit.weights[:, expr].sum(axis=1) + angles / 10.0 + 20.0 * fit.residual + 2.0 * (1 - conf)
+    )
     score = np.where(frontal & fit.reliable, score, score + 1e3)
     if not (frontal & fit.reliable).any():
         notes.append("no frame fits the model well (residual above the limit); the best was used")
@@ -307,7 +338,7 @@ def capture_frames(
         cam = Camera(cam.fx, cam.fy, cam.cx, cam.cy, crop.shape[1], crop.shape[0])
         pts = (face.mesh[:, :2] - [x0, y0]) * scale
         feather = 0.04 * float(np.ptp(pts[:, 0]))
-        mask = _face_mask(pts, crop.shape[:2], feather)
+        mask = _face_mask(crop, pts, feather)
         samples.append(unwrap(crop, cam_v.astype(np.float32), cam, rig, o.texture, mask=mask))
     sample = merge(samples)
     look = Look(lips=None)
@@ -323,6 +354,7 @@ def capture_frames(
         residual=fit.residual[chosen].astype(np.float32),
         tone=tone,
         seen_fraction=sample.seen_fraction,
+        seen=sample.weight,
         faces_found=most,
         frames_looked_at=len(frames),
         notes=tuple(notes),
