@@ -154,3 +154,29 @@ def test_capture_of_a_render_recovers_its_known_texture():
     assert err < 15.0
     # Far closer than the best flat colour: the pattern was recovered, not just the tone.
     assert err < 0.6 * np.abs(tone * 255 - tex)[seen].mean()
+
+
+def test_new_expressions_in_the_source_view(photo_capture):
+    from facexpr.avatars.warp import render_view
+
+    r = photo_capture
+    view, rig = r.view, r.avatar.rig
+    skin = view.mask > 0.5
+    assert skin.sum() > 1000
+    photo = view.image.astype(np.float32)
+    for mode, tol in (("warp", 1.0), ("render", 8.0)):
+        # At the photo's own expression both modes give the photo back: the warp exactly
+        # (measured 0.1 / 255), the re-render through this test's 64 x 128 texture (4.7).
+        same = render_view(r.avatar, view, view.weights, mode).astype(np.float32)
+        assert same.shape == photo.shape
+        assert np.abs(same - photo)[skin].mean() < tol
+    opened = render_view(r.avatar, view, rig.weights(jawOpen=0.8), "warp").astype(np.float32)
+    changed = np.abs(opened - photo).max(axis=-1) > 30
+    # The jaw drops: pixels change below the eyes, hardly above them.
+    lm = view.camera.project(view.pose(r.avatar.evaluate(view.weights))[rig.landmark_vertices])
+    eye_y = float(lm[36:48, 1].mean())
+    rows = np.nonzero(changed)[0]
+    assert changed.sum() > 200
+    assert (rows > eye_y).mean() > 0.95
+    with pytest.raises(ConfigError, match="mode must be"):
+        render_view(r.avatar, view, view.weights, "morph")  # type: ignore[arg-type]

@@ -37,6 +37,7 @@ from facexpr.avatars.texture import (
     merge,
     unwrap,
 )
+from facexpr.avatars.warp import SourceView
 from facexpr.core.errors import ConfigError, DamagedInputError, InputError
 from facexpr.core.types import FaceResult, Frame, RunningMode
 
@@ -128,6 +129,8 @@ class CaptureResult:
         faces_found: the most faces found in one frame looked at.
         frames_looked_at: frames the front-end ran on.
         notes: sentences for the user (several faces, frames dropped ...).
+        view: the best merged frame as a :class:`~facexpr.avatars.warp.SourceView` (the face's
+            crop, camera and fitted pose), to show the person with other expressions in it.
     """
 
     avatar: Avatar
@@ -141,6 +144,7 @@ class CaptureResult:
     faces_found: int
     frames_looked_at: int
     notes: tuple[str, ...]
+    view: SourceView
 
 
 def _area(face: FaceResult) -> float:
@@ -340,6 +344,11 @@ def capture_frames(
         feather = 0.04 * float(np.ptp(pts[:, 0]))
         mask = _face_mask(crop, pts, feather)
         samples.append(unwrap(crop, cam_v.astype(np.float32), cam, rig, o.texture, mask=mask))
+        if i == chosen[0]:
+            view = SourceView(
+                crop, cam, rm @ _FLIP, fit.translation[i].astype(np.float64),
+                fit.weights[i].astype(np.float32), mask,
+            )  # fmt: skip
     sample = merge(samples)
     look = Look(lips=None)
     texture, tone = fill_texture(sample, rig, o.texture, look=look)
@@ -358,6 +367,7 @@ def capture_frames(
         faces_found=most,
         frames_looked_at=len(frames),
         notes=tuple(notes),
+        view=view,
     )
 
 
