@@ -516,8 +516,9 @@ def fill_texture(
     if o.mirror:
         cf, wf = c[:, :s], w[:, :s]
         cm, wm = cf[:, ::-1], wf[:, ::-1]
-        # The mirror fills only where the texel's own view is weak: asymmetric features stay.
-        wm = wm * (1.0 - _smoothstep(0.05, 0.35, wf))
+        # The mirror fills where the texel's own view is weak (grazing, at a turned face's far
+        # side) and stays out where it is good (cos > 0.6): asymmetric features stay.
+        wm = wm * (1.0 - _smoothstep(0.2, 0.6, wf))
         tot = wf + wm
         c[:, :s] = np.where(
             tot[..., None] > 0, (cf * wf[..., None] + cm * wm[..., None]) / np.maximum(tot, 1e-12)[

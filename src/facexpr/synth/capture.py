@@ -187,7 +187,8 @@ def _face_mask(image: np.ndarray, points: np.ndarray, feather: float) -> np.ndar
     the mouth and eye openings (teeth, tongue, sclera and iris are the model's own materials).
     In the outer band of the hull (three feathers wide), where hair and background can lie
     inside the face oval, pixels far in colour (CIE Lab) from the cheeks' skin count less;
-    inside the band nothing is judged by colour, so brows, lips and beards stay.
+    inside it only clear colours of another hue than skin (blue, green) are dropped, so brows,
+    lips and beards stay.
     """
     import cv2
 
@@ -203,18 +204,28 @@ def _face_mask(image: np.ndarray, points: np.ndarray, feather: float) -> np.ndar
     mask = np.clip(dist / max(feather, 1.0), 0.0, 1.0)
     lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32)
     r = max(2, round(feather))
-    samples = []
-    for k in _CHEEKS:
-        x, y = np.round(points[k]).astype(int)
-        patch = lab[max(0, y - r) : y + r + 1, max(0, x - r) : x + r + 1].reshape(-1, 3)
-        if len(patch):
-            samples.append(patch)
-    if samples:
-        skin = np.median(np.concatenate(samples), axis=0)
+    # The cheek deeper inside the oval: on a turned face the far one may lie on the background.
+    h, w = shape
+    xy = [np.clip(np.round(points[k]).astype(int), 0, [w - 1, h - 1]) for k in _CHEEKS]
+    x, y = max(xy, key=lambda p: edge[p[1], p[0]])
+    patch = lab[max(0, y - r) : y + r + 1, max(0, x - r) : x + r + 1].reshape(-1, 3)
+    if len(patch):
+        skin = np.median(patch, axis=0)
         d = np.linalg.norm(lab - skin, axis=-1)
         skin_like = 1.0 / (1.0 + (d / 30.0) ** 4)
         band = np.clip(1.0 - edge / (3.0 * max(feather, 1.0)), 0.0, 1.0)
         mask = mask * (1.0 - band * (1.0 - skin_like))
+        # Anywhere in the oval: a clear colour of another hue than skin (a blue or green
+        # background behind a turned face's far side, where the model overhangs the real
+        # silhouette) is never skin. Dark or grey hair and brows have little chroma: kept.
+        ab = lab[..., 1:] - 128.0
+        chroma = np.linalg.norm(ab, axis=-1)
+        hue = np.arctan2(ab[..., 1], ab[..., 0])
+        skin_hue = math.atan2(float(skin[2]) - 128.0, float(skin[1]) - 128.0)
+        dh = np.degrees(np.abs(np.angle(np.exp(1j * (hue - skin_hue)))))
+        # Thresholds well clear of JPEG's 8x8 chroma blocks on low-chroma skin.
+        other = np.clip((dh - 70.0) / 30.0, 0.0, 1.0) * np.clip((chroma - 12.0) / 8.0, 0.0, 1.0)
+        mask = mask * (1.0 - other)
     return mask.astype(np.float32)
 
 
