@@ -209,3 +209,41 @@ def test_gltf_without_texture_reads_none(tmp_path):
     assert load_gltf_texture(path) is None
     assert avatar_from_gltf(path).texture is None
     assert load_gltf(path).n_vertices == 26719
+
+
+def _textured_gltf(tmp_path, rig):
+    """A small textured .gltf (JSON, buffer as a data URI) and its parsed JSON."""
+    import json
+
+    tex = known_texture()
+    avatar = Avatar("p", rig, look=Look(lips=None), texture=tex)
+    path = save_avatar_gltf(avatar, tmp_path / "p.gltf")
+    return path, json.loads(path.read_text())
+
+
+def test_gltf_textures_are_read_as_untrusted(tmp_path, rig):
+    import json
+
+    from facexpr.core.errors import InputError
+
+    path, doc = _textured_gltf(tmp_path, rig)
+    assert load_gltf_texture(path).image.shape == (S, 2 * S, 3)
+    with pytest.raises(InputError, match=r"p\.gltf: images\[0\] is 192x96, larger than 64"):
+        load_gltf_texture(path, max_side=64)
+    bad = dict(doc)
+    bad["images"] = [{"uri": "../secret.png"}]
+    (tmp_path / "up.gltf").write_text(json.dumps(bad))
+    with pytest.raises(InputError, match=r"up\.gltf: images\[0\]\.uri .* goes up a folder"):
+        load_gltf_texture(tmp_path / "up.gltf")
+    bad["images"] = [{"uri": "data:image/png;base64,bm90IGFuIGltYWdl"}]  # "not an image"
+    (tmp_path / "junk.gltf").write_text(json.dumps(bad))
+    with pytest.raises(InputError, match=r"junk\.gltf: images\[0\] cannot be decoded"):
+        load_gltf_texture(tmp_path / "junk.gltf")
+    bad["images"] = [{}]
+    (tmp_path / "none.gltf").write_text(json.dumps(bad))
+    with pytest.raises(InputError, match=r"neither a bufferView nor a uri"):
+        load_gltf_texture(tmp_path / "none.gltf")
+    bad["textures"] = [{"source": 7}]
+    (tmp_path / "idx.gltf").write_text(json.dumps(bad))
+    with pytest.raises(InputError, match=r"images\[7\] does not exist"):
+        load_gltf_texture(tmp_path / "idx.gltf")
