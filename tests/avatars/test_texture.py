@@ -247,3 +247,42 @@ def test_gltf_textures_are_read_as_untrusted(tmp_path, rig):
     (tmp_path / "idx.gltf").write_text(json.dumps(bad))
     with pytest.raises(InputError, match=r"images\[7\] does not exist"):
         load_gltf_texture(tmp_path / "idx.gltf")
+
+
+def test_delight_evens_a_one_sided_light(renderer, rig):
+    from facexpr.avatars.texture import delight, shading
+
+    tex = np.empty((S, 2 * S, 3), np.uint8)
+    tex[:] = (200, 150, 130)  # one albedo everywhere
+    avatar = Avatar("flat", rig, look=Look(specular=0.0), texture=tex)
+    side = Light(direction=(1.0, 0.2, 0.6), intensity=0.8, ambient=0.25, specular=0.0)
+    res = renderer.render(avatar, light=side)
+    cam, verts = Camera.from_render(res)
+    smp = unwrap(res.image, verts, cam, rig, TextureOptions(size=S))
+    seen = smp.weight > 0.5
+    lit, light = delight(smp)
+    before = smp.color[seen].mean(axis=1).std()
+    after = lit.color[seen].mean(axis=1).std()
+    assert after < 0.5 * before  # the gradient of the side light is mostly gone
+    # The light found points the way the renderer's did: brighter for normals toward +x.
+    assert float(shading(np.array([[1.0, 0.0, 0.0]], np.float32), light)[0, 0]) > float(
+        shading(np.array([[-1.0, 0.0, 0.0]], np.float32), light)[0, 0]
+    )
+    # Colour kept: the albedo's channel order (R > G > B) survives.
+    mean = lit.color[seen].mean(axis=0)
+    assert mean[0] > mean[1] > mean[2]
+    with pytest.raises(ConfigError, match="no normals"):
+        delight(merge([smp]))
+
+
+def test_renders_after_a_capture_use_their_own_context(renderer, rig, captured):
+    # unwrap makes (and releases) its own OpenGL context; the renderer must draw in its own.
+    _, res, _ = captured
+    avatar = Avatar("c", rig, look=Look(specular=0.0), texture=known_texture())
+    cam, verts = Camera.from_render(res)
+    unwrap(res.image, verts, cam, rig, TextureOptions(size=S))
+    side = Light(direction=(1.0, 0.2, 0.6), intensity=0.8, ambient=0.25, specular=0.0)
+    after = renderer.render(avatar, light=side).image
+    with Renderer(RenderOptions(width=192, height=192)) as fresh:
+        expected = fresh.render(avatar, light=side).image
+    np.testing.assert_array_equal(after, expected)

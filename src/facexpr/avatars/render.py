@@ -765,6 +765,21 @@ class Renderer:
         """
         if self._ctx is None:
             raise ConfigError("Renderer: render() after close()")
+        # Another context made in this thread since (texture capture makes its own) would be
+        # the current one: draw in ours, and give the other back afterwards.
+        with self._ctx:
+            return self._render(avatar, weights, pose, light, background, skin, seed)
+
+    def _render(
+        self,
+        avatar: Avatar | Rig,
+        weights: np.ndarray | None,
+        pose: Any,
+        light: Light | Mapping[str, Any] | None,
+        background: tuple[float, float, float] | BackgroundKind | np.ndarray | None,
+        skin: tuple[float, float, float] | None,
+        seed: int,
+    ) -> RenderResult:
         texture = None
         if isinstance(avatar, Rig):
             rig, look, base = avatar, Look(), avatar.neutral

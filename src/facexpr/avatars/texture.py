@@ -45,8 +45,10 @@ __all__ = [
     "TextureOptions",
     "TextureSample",
     "atlas_rig",
+    "delight",
     "fill_texture",
     "merge",
+    "shading",
     "unwrap",
     "vertex_normals",
 ]
@@ -116,6 +118,10 @@ class TextureOptions:
         mirror: fill unseen face texels from the mirror-image texel of the other half.
         feather: texels of the transition from captured colour to fill, as a fraction of S.
         skin_materials: materials the texture covers.
+        delight: divide each frame's low-frequency shading out of its colours (:func:`delight`)
+            before merging, so that the avatar can be lit anew. Off by default: on the fixture
+            photos it evens one-sided light but over-brightens eye sockets and nose sides into
+            saturated patches (a first-order light has no shadows), which looked worse.
     """
 
     size: int = 1024
@@ -124,6 +130,7 @@ class TextureOptions:
     mirror: bool = True
     feather: float = 0.02
     skin_materials: tuple[str, ...] = SKIN_MATERIALS
+    delight: bool = False
 
     def __post_init__(self) -> None:
         if not 32 <= self.size <= 4096:
@@ -147,11 +154,14 @@ class TextureSample:
         weight: (S, 2S) float32 >= 0: the cosine of the view angle where seen (summed over
             merged frames), 0 where unseen.
         covered: (S, 2S) bool, texels on the skin materials' surface.
+        normal: optional (S, 2S, 3) float32 unit surface normals in the camera frame (one
+            frame's sample; None after :func:`merge`).
     """
 
     color: np.ndarray
     weight: np.ndarray
     covered: np.ndarray
+    normal: np.ndarray | None = None
 
     @property
     def seen_fraction(self) -> float:
@@ -401,7 +411,58 @@ def unwrap(
         m = cv2.remap(np.asarray(mask, np.float32), map_x, map_y, cv2.INTER_LINEAR)
         weight *= np.clip(m, 0.0, 1.0)
     color[weight <= 0] = 0.0
-    return TextureSample(color.astype(np.float32), weight, covered)
+    return TextureSample(color.astype(np.float32), weight, covered, nrm.astype(np.float32))
+
+
+def shading(normals: np.ndarray, light: np.ndarray) -> np.ndarray:
+    """Returns (..., 3) RGB shading factors of (..., 3) unit normals under a first-order light.
+
+    Args:
+        normals: camera-frame normals.
+        light: (3, 4) per channel: ambient, then the x, y, z coefficients of the normal
+            (first-order spherical harmonics), as :func:`delight` estimates.
+    """
+    n1 = np.concatenate([np.ones((*normals.shape[:-1], 1), np.float32), normals], axis=-1)
+    return n1 @ np.asarray(light, np.float32).T
+
+
+def delight(sample: TextureSample, *, min_weight: float = 0.3) -> tuple[TextureSample, np.ndarray]:
+    """Returns the sample with the frame's low-frequency shading divided out, and that light.
+
+    The classic morphable-model assumption: over the well-seen skin the albedo varies little, so
+    the brightness (mean of RGB) is fitted (weighted least squares) by a white first-order
+    spherical-harmonics light, ``b ~ L0 + L . n`` with ``n`` the texel's camera-frame normal; the
+    light is scaled so that its mean shading over those texels is 1, and colours are divided by
+    it (clipped to [0.25, 4]): a face lit from one side gets the same albedo on both. Brows, lips
+    and shadows are darker than the mean, which biases the light a little, not the albedo's
+    detail.
+
+    Returns:
+        (the de-lit sample, the (3, 4) light: :func:`shading` of a normal gives the factor that
+        re-lights it as the frame was lit).
+
+    Raises:
+        ConfigError: the sample has no normals (a merged one), or too few texels are seen.
+    """
+    if sample.normal is None:
+        raise ConfigError("delight: the sample has no normals (delight frames before merging)")
+    use = sample.covered & (sample.weight >= min_weight)
+    if use.sum() < 50:
+        raise ConfigError(f"delight: {int(use.sum())} well-seen texels, too few to fit a light")
+    n = sample.normal[use].astype(np.float64)
+    a = np.concatenate([np.ones((len(n), 1)), n], axis=1)
+    sw = np.sqrt(sample.weight[use].astype(np.float64))[:, None]
+    # One white light fitted to the brightness: per-channel fits would take the skin's own
+    # colour for the light's and divide it out (grey faces).
+    grey = sample.color[use].mean(axis=1, keepdims=True).astype(np.float64)
+    coef = np.linalg.lstsq(a * sw, grey * sw, rcond=None)[0][:, 0]
+    coef /= max(float((a @ coef).mean()), 1e-6)
+    light = np.tile(coef, (3, 1))
+    shade = np.clip(shading(sample.normal, light), 0.25, 4.0)
+    color = np.where(sample.weight[..., None] > 0, sample.color / shade, 0.0)
+    out = TextureSample(np.clip(color, 0.0, 1.0).astype(np.float32), sample.weight,
+                        sample.covered, sample.normal)  # fmt: skip
+    return out, light.astype(np.float32)
 
 
 def merge(samples: Sequence[TextureSample], *, robust: float | None = 0.08) -> TextureSample:

@@ -42,6 +42,8 @@ class SourceView:
         translation: (3,) float64 cm, camera frame.
         weights: (C,) float32 the fitted expression of the frame.
         mask: (H, W) float32 in [0, 1], the pixels that show the face's skin.
+        light: optional (3, 4) first-order light of the frame (:func:`facexpr.avatars.texture.
+            delight`): a de-lit texture is re-lit with it; None when the texture kept the light.
     """
 
     image: np.ndarray
@@ -50,6 +52,7 @@ class SourceView:
     translation: np.ndarray
     weights: np.ndarray
     mask: np.ndarray
+    light: np.ndarray | None = None
 
     def pose(self, vertices: np.ndarray) -> np.ndarray:
         """Returns (V, 3) float32 camera-frame positions of (V, 3) model-frame vertices."""
@@ -89,6 +92,7 @@ void main() {
 _FS = """
 #version 330
 uniform sampler2D albedo;
+uniform mat4 light;  // rows: R, G, B first-order light (ambient, x, y, z); row 3 unused
 in vec3 v_normal;
 in vec2 v_uv;
 in vec2 v_src;
@@ -100,7 +104,10 @@ void main() {
     vec3 n = normalize(v_normal);
     if (n.z > 0.0) n = -n;  // camera frame: z forward, so a surface facing the camera has n.z < 0
     float shade = 0.55 + 0.45 * max(dot(n, normalize(vec3(-0.3, -0.4, -1.0))), 0.0);
-    vec3 c = v_color.a > 0.5 ? texture(albedo, v_uv).rgb : v_color.rgb * shade;
+    vec4 n1 = vec4(1.0, n);  // n: the outward normal of the seen side, camera frame
+    vec3 relit = vec3(dot(light[0], n1), dot(light[1], n1), dot(light[2], n1));
+    vec3 c = v_color.a > 0.5 ? texture(albedo, v_uv).rgb * clamp(relit, 0.25, 4.0)
+                             : v_color.rgb * shade;
     f_color = vec4(c, v_flags.z);
     f_src = vec4(v_src, v_flags.x, v_flags.y);
 }
@@ -191,7 +198,7 @@ def render_view(
         seen = seen & ((view.mask[yi, xi] > 0.5) | interior)
         flags = np.stack([seen, interior, face], axis=1).astype(np.float32)
         image, src_map, face_cov = _draw(ctx, avatar, dst_v, normals, color, keep, src_px, flags,
-                                         cam)  # fmt: skip
+                                         cam, view.light)  # fmt: skip
     finally:
         ctx.release()
     photo = view.image.astype(np.float32) / 255.0
@@ -222,6 +229,7 @@ def _draw(
     src_px: np.ndarray,
     flags: np.ndarray,
     cam: Camera,
+    light: np.ndarray | None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Returns the re-render (H, W, 3) float32, the source map (H, W, 4: x, y, seen, interior)
     and the (H, W) float32 coverage of the face parts."""
@@ -256,6 +264,10 @@ def _draw(
         ctx.disable(ctx.CULL_FACE)
         tex.use(location=0)
         prog["albedo"].value = 0
+        lt = np.zeros((4, 4), np.float32)
+        lt[:3] = (1.0, 0.0, 0.0, 0.0) if light is None else light
+        # GLSL reads a mat4 column by column and light[i] is column i: row i of ``lt``.
+        prog["light"].write(np.ascontiguousarray(lt).tobytes())
         vao.render()
         out = [
             np.frombuffer(fbo.read(components=4, attachment=k, dtype="f4"), np.float32).reshape(

@@ -33,6 +33,7 @@ from facexpr.avatars.texture import (
     TextureOptions,
     TextureSample,
     atlas_rig,
+    delight,
     fill_texture,
     merge,
     unwrap,
@@ -354,11 +355,18 @@ def capture_frames(
         pts = (face.mesh[:, :2] - [x0, y0]) * scale
         feather = 0.04 * float(np.ptp(pts[:, 0]))
         mask = _face_mask(crop, pts, feather)
-        samples.append(unwrap(crop, cam_v.astype(np.float32), cam, rig, o.texture, mask=mask))
+        sample = unwrap(crop, cam_v.astype(np.float32), cam, rig, o.texture, mask=mask)
+        light = None
+        if o.texture.delight:
+            try:
+                sample, light = delight(sample)
+            except ConfigError as e:  # too little skin seen to fit a light: keep the colours
+                log.debug("%s: not de-lit (%s)", src, e)
+        samples.append(sample)
         if i == chosen[0]:
             view = SourceView(
                 crop, cam, rm @ _FLIP, fit.translation[i].astype(np.float64),
-                fit.weights[i].astype(np.float32), mask,
+                fit.weights[i].astype(np.float32), mask, light,
             )  # fmt: skip
     sample = merge(samples)
     look = Look(lips=None)
