@@ -164,12 +164,13 @@ def test_new_expressions_in_the_source_view(photo_capture):
     skin = view.mask > 0.5
     assert skin.sum() > 1000
     photo = view.image.astype(np.float32)
+    core = view.mask > 0.9  # inside the feathered edge, where the texture is all capture
     for mode, tol in (("warp", 1.0), ("render", 8.0)):
         # At the photo's own expression both modes give the photo back: the warp exactly
-        # (measured 0.1 / 255), the re-render through this test's 64 x 128 texture (4.7).
+        # (measured 0.1 / 255), the re-render through this test's 64 x 128 texture (5.6).
         same = render_view(r.avatar, view, view.weights, mode).astype(np.float32)
         assert same.shape == photo.shape
-        assert np.abs(same - photo)[skin].mean() < tol
+        assert np.abs(same - photo)[core].mean() < tol
     opened = render_view(r.avatar, view, rig.weights(jawOpen=0.8), "warp").astype(np.float32)
     changed = np.abs(opened - photo).max(axis=-1) > 30
     # The jaw drops: pixels change below the eyes, hardly above them.

@@ -128,7 +128,7 @@ class TextureOptions:
     min_cos: float = 0.15
     depth_tolerance: float = 0.5
     mirror: bool = True
-    feather: float = 0.02
+    feather: float = 0.06
     skin_materials: tuple[str, ...] = SKIN_MATERIALS
     delight: bool = False
 
@@ -532,6 +532,24 @@ def _cheek_tone(sample: TextureSample, rig: Rig, size: int) -> np.ndarray | None
     return np.median(sample.color[row[good], col[good]], axis=0).astype(np.float32)
 
 
+def _outer_edge_weight(covered: np.ndarray, width: float) -> np.ndarray:
+    """Returns (H, W) float32: 0 at the outer border of the covered texels (their holes, the
+    eye and mouth openings, filled first), rising smoothly to 1 ``width`` texels inside."""
+    import cv2
+
+    inside = covered.astype(np.uint8)
+    h, w = inside.shape
+    # Flood the outside from the border; what is neither covered nor outside is a hole.
+    flood = inside.copy()
+    mask = np.zeros((h + 2, w + 2), np.uint8)
+    for y, x in ((0, 0), (0, w - 1), (h - 1, 0), (h - 1, w - 1)):
+        if flood[y, x] == 0:
+            cv2.floodFill(flood, mask, (x, y), 2)
+    solid = (flood != 2).astype(np.uint8)
+    dist = cv2.distanceTransform(solid, cv2.DIST_L2, 5)
+    return _smoothstep(0.0, max(width, 1.0), dist).astype(np.float32)
+
+
 def _normalized_blur(c: np.ndarray, w: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
     """Returns (colour, confidence in [0, 1]) of a Gaussian normalized convolution."""
     import cv2
@@ -551,7 +569,7 @@ def _normalized_blur(c: np.ndarray, w: np.ndarray, sigma: float) -> tuple[np.nda
     num = blur(np.ascontiguousarray(c * w[..., None]))
     den = blur(np.ascontiguousarray(w))
     col = num / np.maximum(den, 1e-6)[..., None]
-    return col, np.clip(den / max(float(w.max()), 1e-6) * 4.0, 0.0, 1.0)
+    return col, np.clip(den / max(float(w.max()), 1e-6) * 2.0, 0.0, 1.0)
 
 
 def fill_texture(
@@ -605,12 +623,22 @@ def fill_texture(
         if wt.max() <= 0:
             out[:, tile] = tone
             continue
-        coarse, conf_c = _normalized_blur(ct, wt, s / 12.0)
-        fine, conf_f = _normalized_blur(ct, wt, s / 64.0)
+        coarse, conf_c = _normalized_blur(ct, wt, s / 8.0)
+        fine, conf_f = _normalized_blur(ct, wt, s / 32.0)
         fill = tone + (coarse - tone) * conf_c[..., None]
         fill = fill + (fine - fill) * conf_f[..., None]
-        alpha = _smoothstep(0.05, 0.4, wt)
-        alpha = cv2.GaussianBlur(alpha, (0, 0), feather / 2.0) * (alpha > 0)
+        # Captured colour fades in over a feather from the outer border of the seen texels
+        # (their least reliable pixels; 2% of S left a visible line on the cheeks of the
+        # fixture video, 6% does not); not around the eye and mouth holes, whose edges (lids,
+        # lips) are the detail to keep.
+        alpha = _smoothstep(0.05, 0.4, wt) * _outer_edge_weight(wt > 0.05, feather)
+        alpha = cv2.GaussianBlur(alpha, (0, 0), max(feather / 4.0, 0.5))
+        if tile.start == 0:
+            # The face tile's outer edge meets the back-of-head tile, which is all tone: fade to
+            # the tone there, so the seam on the temples and jaw does not show.
+            edge = _outer_edge_weight(sample.covered[:, tile], 0.06 * s)
+            fill = tone + (fill - tone) * edge[..., None]
+            alpha = alpha * edge
         out[:, tile] = fill + (ct - fill) * alpha[..., None]
     tex = np.clip(out * 255.0 + 0.5, 0, 255).astype(np.uint8)
     return tex, tone
