@@ -13,7 +13,8 @@ naming the file and the JSON path of the problem:
   buffer, before anything is allocated; component types and element types are known ones;
 - :data:`LIMITS` bound the vertices, morph targets and triangles of the whole scene.
 
-Image URIs are never read: facexpr uses the geometry and morph targets only.
+Images (textures) are read by the same rules: from a bufferView, a ``data:`` URI or a file
+inside the folder, never more than :attr:`Limits.file_bytes`.
 """
 
 from __future__ import annotations
@@ -321,6 +322,31 @@ class GltfDoc:
             self.fail(f"{where}.uri '{uri}' leads outside the glTF file's folder (through a "
                       "symbolic link)")  # fmt: skip
         return target
+
+    def image(self, i: int) -> bytes:
+        """Returns the encoded bytes of ``images[i]`` (bufferView, data: URI or a file beside)."""
+        img = self.item("images", i)
+        where = f"images[{i}]"
+        if img.get("bufferView") is not None:
+            data, off, length, _ = self.view(self.get_int(img, "bufferView", where))
+            return data[off : off + length]
+        uri = img.get("uri")
+        if not isinstance(uri, str) or not uri:
+            self.fail(f"{where} has neither a bufferView nor a uri")
+        if uri.startswith("data:"):
+            head, sep, payload = uri.partition(",")
+            if not sep or not head.endswith(";base64"):
+                self.fail(f"{where}.uri: only base64 data: URIs are supported")
+            if len(payload) > self.limits.file_bytes // 3 * 4 + 4:
+                self.fail(f"{where}.uri: more than the {self.limits.file_bytes} bytes allowed")
+            try:
+                return base64.b64decode(payload, validate=True)
+            except (binascii.Error, ValueError) as e:
+                self.fail(f"{where}.uri: bad base64 data ({e})")
+        target = self._confined(uri, where)
+        return read_regular_file(
+            target, self.limits.file_bytes, owner=self.path, inside=self.path.parent.resolve()
+        )
 
     # ------------------------------------------------------------------ views and accessors
     def view(self, i: int) -> tuple[bytes, int, int, int | None]:

@@ -48,6 +48,7 @@ DEFAULT_COLORS: Mapping[str, RGB] = MappingProxyType({
     "M_IrisLeft": (0.30, 0.20, 0.12),
     "M_IrisRight": (0.30, 0.20, 0.12),
     "M_EyeLashes": (0.07, 0.05, 0.04),
+    "M_MouthSocket": (0.45, 0.18, 0.18),  # the atlas rig of facexpr.avatars.texture
 })  # fmt: skip
 
 SKIN_MATERIALS: tuple[str, ...] = ("M_Face", "M_BackHead")
@@ -139,12 +140,16 @@ class Avatar:
         rig: the geometry and its expression channels.
         identity: (K',) float32 identity coefficients (K' <= rig's K) or None for the rig's neutral.
         look: shading.
+        texture: optional (H, W, 3) uint8 RGB albedo of the look's ``skin_materials``, mapped by
+            the rig's UVs (u to the right, v up from the image's bottom row, as OBJ), e.g. a
+            captured face (:mod:`facexpr.avatars.texture`); None for the flat skin colour.
     """
 
     name: str
     rig: Rig
     identity: np.ndarray | None = None
     look: Look = field(default_factory=Look)
+    texture: np.ndarray | None = None
     _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -159,6 +164,25 @@ class Avatar:
                 )
             z.setflags(write=False)
             object.__setattr__(self, "identity", z)
+        if self.texture is not None:
+            tex = np.asarray(self.texture)
+            if tex.dtype != np.uint8 or tex.ndim != 3 or tex.shape[2] != 3:
+                raise ConfigError(
+                    f"Avatar '{self.name}': texture must be (H, W, 3) uint8 RGB, got "
+                    f"{tex.shape} {tex.dtype}"
+                )
+            if not (4 <= tex.shape[0] <= 8192 and 4 <= tex.shape[1] <= 8192):
+                raise ConfigError(
+                    f"Avatar '{self.name}': texture sides must be in [4, 8192], got "
+                    f"{tex.shape[1]}x{tex.shape[0]}"
+                )
+            if self.rig.uv is None:
+                raise ConfigError(
+                    f"Avatar '{self.name}': a texture needs UVs, and rig '{self.rig.name}' has none"
+                )
+            tex = np.array(tex, copy=True)
+            tex.setflags(write=False)
+            object.__setattr__(self, "texture", tex)
 
     @property
     def channel_names(self) -> tuple[str, ...]:
@@ -314,16 +338,22 @@ def avatar_from_gltf(path: str | Path, name: str | None = None, look: Look | Non
     Args:
         path: the .glb or .gltf file (read as untrusted, see :func:`facexpr.avatars.load_gltf`).
         name: avatar name (default ``file:<real path>``).
-        look: shading (default: no lip tint, as the rig's topology is unknown).
+        look: shading (default: no lip tint, as the rig's topology is unknown; the materials
+            with a base-colour texture are the skin, shaded with that texture).
 
     Raises:
         InputError: the file cannot be read as a rig.
     """
-    from facexpr.avatars.gltf import load_gltf
+    from facexpr.avatars.gltf import load_gltf, load_gltf_texture
 
     path = Path(path)
     rig = load_gltf(path)
-    return Avatar(name or f"file:{path.resolve()}", rig, look=look or Look(lips=None))
+    tex = load_gltf_texture(path) if rig.uv is not None else None
+    if tex is None:
+        return Avatar(name or f"file:{path.resolve()}", rig, look=look or Look(lips=None))
+    # The textured materials take the texture in place of the skin colour (a captured face).
+    look = look or Look(lips=None, skin_materials=tex.materials)
+    return Avatar(name or f"file:{path.resolve()}", rig, look=look, texture=tex.image)
 
 
 def register_gltf_avatar(name: str, path: str | Path, look: Look | None = None) -> None:

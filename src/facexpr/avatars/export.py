@@ -259,7 +259,12 @@ def _for_channels(channel_names: Sequence[str], weights: np.ndarray) -> np.ndarr
 
 
 def write_gltf_animation(
-    path: str | Path, rig: Rig, weights: np.ndarray, *, fps: float = 30.0
+    path: str | Path,
+    rig: Rig,
+    weights: np.ndarray,
+    *,
+    fps: float = 30.0,
+    avatar: Avatar | None = None,
 ) -> Path:
     """Writes the rig as glTF with the weights as a morph-target ``weights`` animation.
 
@@ -271,6 +276,9 @@ def write_gltf_animation(
             other rigs get the ARKit weights of their ARKit-named channels).
         weights: (T, 52) ARKit or (T, 53) ICT weights.
         fps: frame rate, Hz.
+        avatar: the avatar ``rig`` belongs to, if any: its identity's neutral face is written,
+            and its texture (a captured person) on its look's skin materials, hidden materials
+            left out (as :func:`facexpr.avatars.gltf.save_avatar_gltf`).
 
     Returns:
         The written path.
@@ -279,7 +287,15 @@ def write_gltf_animation(
 
     if fps <= 0:
         raise ConfigError(f"write_gltf_animation: fps must be > 0, got {fps}")
-    save_gltf(rig, Path(path), animation=_for_channels(rig.channel_names, weights), fps=fps)
+    anim = _for_channels(rig.channel_names, weights)
+    if avatar is None or avatar.texture is None:
+        save_gltf(rig, Path(path), animation=anim, fps=fps)
+    else:
+        save_gltf(
+            rig.with_neutral(avatar.base), Path(path), animation=anim, fps=fps,
+            texture=avatar.texture, textured=tuple(avatar.look.skin_materials),
+            skip=tuple(avatar.look.hidden),
+        )  # fmt: skip
     return Path(path)
 
 

@@ -35,7 +35,15 @@ from facexpr.io._files import commit_temp, unique_temp
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LIMITS", "Limits", "load_gltf", "save_gltf"]
+__all__ = [
+    "LIMITS",
+    "GltfTexture",
+    "Limits",
+    "load_gltf",
+    "load_gltf_texture",
+    "save_avatar_gltf",
+    "save_gltf",
+]
 
 _FLOAT, _UINT = 5126, 5125
 _ARRAY_BUFFER, _ELEMENT_ARRAY_BUFFER = 34962, 34963
@@ -426,6 +434,82 @@ def load_gltf(
         raise InputError(path, str(e)) from None
 
 
+# --------------------------------------------------------------------------- textures
+def _png_bytes(rgb: np.ndarray) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgb)).save(buf, format="PNG", compress_level=6)
+    return buf.getvalue()
+
+
+@dataclass(frozen=True)
+class GltfTexture:
+    """The base-colour texture of a glTF file's materials.
+
+    Attributes:
+        image: (H, W, 3) uint8 RGB, rows top first (the rig's v = 1 is row 0).
+        materials: names of the materials that use it (as :func:`load_gltf` names them).
+    """
+
+    image: np.ndarray
+    materials: tuple[str, ...]
+
+
+def load_gltf_texture(path: str | Path, *, max_side: int = 8192) -> GltfTexture | None:
+    """Returns the base-colour texture most materials of a glTF/GLB file use, or None.
+
+    The image is read like buffers (from the GLB binary chunk through a bufferView, a base64
+    ``data:`` URI, or a file inside the glTF file's folder) and its header is checked before any
+    pixel is decoded; PNG and JPEG only. Textures on a UV set other than ``TEXCOORD_0`` are
+    ignored (facexpr reads that set only).
+
+    Raises:
+        InputError: the file or its image cannot be read, the image is not PNG/JPEG or is larger
+            than ``max_side`` on a side.
+    """
+    import io
+
+    from PIL import Image
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "glTF file not found")
+    doc = GltfDoc(path)
+    mats = doc.get_list(doc.json, "materials", "materials")
+    users: dict[int, list[str]] = {}
+    for i, m in enumerate(mats):
+        if not isinstance(m, dict):
+            continue
+        pbr = m.get("pbrMetallicRoughness")
+        info = pbr.get("baseColorTexture") if isinstance(pbr, dict) else None
+        if not isinstance(info, dict) or info.get("texCoord", 0) != 0:
+            continue
+        t = doc.get_int(info, "index", f"materials[{i}].baseColorTexture")
+        name = m.get("name") if isinstance(m.get("name"), str) and m["name"] else f"material_{i}"
+        users.setdefault(t, []).append(name)
+    if not users:
+        return None
+    t = max(users, key=lambda k: len(users[k]))
+    tex = doc.item("textures", t)
+    src = doc.get_int(tex, "source", f"textures[{t}]")
+    data = doc.image(src)
+    where = f"images[{src}]"
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            if im.format not in ("PNG", "JPEG"):
+                doc.fail(f"{where} is {im.format}, facexpr reads PNG and JPEG textures")
+            w, h = im.size
+            if max(w, h) > max_side:
+                doc.fail(f"{where} is {w}x{h}, larger than {max_side} px on a side")
+            rgb = np.asarray(im.convert("RGB"), np.uint8)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        doc.fail(f"{where} cannot be decoded ({e})")
+    return GltfTexture(np.ascontiguousarray(rgb), tuple(users[t]))
+
+
 # --------------------------------------------------------------------------- writing
 def _normals(v: np.ndarray, faces: np.ndarray) -> np.ndarray:
     p0 = v[faces[:, 0]]
@@ -447,6 +531,9 @@ def save_gltf(
     fps: float = 30.0,
     colors: Mapping[str, tuple[float, float, float]] | None = None,
     per_material: bool = True,
+    texture: np.ndarray | None = None,
+    textured: tuple[str, ...] = ("M_Face", "M_BackHead"),
+    skip: tuple[str, ...] = (),
 ) -> Path:
     """Writes a rig as glTF 2.0 with morph targets and, optionally, a weights animation.
 
@@ -457,12 +544,19 @@ def save_gltf(
         fps: frame rate of ``animation``, Hz (key times are ``t / fps`` seconds).
         colors: material name -> RGB base colour (default: facexpr's avatar colours).
         per_material: one primitive per material (else one primitive, one material).
+        texture: optional (H, W, 3) uint8 RGB base-colour texture (u right, v up from the
+            bottom row, the rig's UV convention), embedded as PNG and used by the ``textured``
+            materials; a rig with per-corner UVs is split at its seams first
+            (:meth:`Rig.split_uv_seams`).
+        textured: material names that get the texture (the others keep their colours).
+        skip: material names whose triangles are not written (e.g. overlay meshes that need
+            translucent shaders; their vertices stay).
 
     Returns:
         The written path.
 
     Raises:
-        ConfigError: bad suffix, animation shape or fps.
+        ConfigError: bad suffix, animation shape or fps, a texture without UVs or not uint8 RGB.
     """
     pg = _pygltflib()
     from facexpr.avatars.avatar import Look
@@ -479,6 +573,18 @@ def save_gltf(
             )
         if not fps > 0:
             raise ConfigError(f"save_gltf: fps must be > 0, got {fps}")
+
+    png = None
+    if texture is not None:
+        tex = np.asarray(texture)
+        if tex.dtype != np.uint8 or tex.ndim != 3 or tex.shape[2] != 3:
+            raise ConfigError(
+                f"save_gltf: texture must be (H, W, 3) uint8 RGB, got {tex.shape} {tex.dtype}"
+            )
+        if rig.uv is None:
+            raise ConfigError(f"save_gltf: rig '{rig.name}' has no UVs for the texture")
+        rig, _ = rig.split_uv_seams()
+        png = _png_bytes(tex)
 
     blob = bytearray()
     views: list[Any] = []
@@ -520,18 +626,29 @@ def save_gltf(
             (rig.material_names[m], rig.faces[rig.face_material == m])
             for m in range(len(rig.material_names))
         ]
-        groups = [(n, f) for n, f in groups if len(f)]
+        groups = [(n, f) for n, f in groups if len(f) and n not in skip]
     else:
         groups = [("default", rig.faces)]
+    images, textures, samplers = [], [], []
+    if png is not None:
+        while len(blob) % 4:
+            blob.append(0)
+        views.append(pg.BufferView(buffer=0, byteOffset=len(blob), byteLength=len(png)))
+        blob.extend(png)
+        images.append(pg.Image(bufferView=len(views) - 1, mimeType="image/png"))
+        # LINEAR, LINEAR_MIPMAP_LINEAR, CLAMP_TO_EDGE: the atlas's tiles must not wrap.
+        samplers.append(pg.Sampler(magFilter=9729, minFilter=9987, wrapS=33071, wrapT=33071))
+        textures.append(pg.Texture(sampler=0, source=0))
     materials, prims = [], []
     for mname, f in groups:
         rgb = look.color_of(mname)
-        materials.append(pg.Material(
-            name=mname, doubleSided=True,
-            pbrMetallicRoughness=pg.PbrMetallicRoughness(
-                baseColorFactor=[*rgb, 1.0], metallicFactor=0.0, roughnessFactor=0.7
-            ),
-        ))  # fmt: skip
+        pbr = pg.PbrMetallicRoughness(
+            baseColorFactor=[*rgb, 1.0], metallicFactor=0.0, roughnessFactor=0.7
+        )
+        if png is not None and (mname in textured or not per_material):
+            pbr.baseColorFactor = [1.0, 1.0, 1.0, 1.0]
+            pbr.baseColorTexture = pg.TextureInfo(index=0)
+        materials.append(pg.Material(name=mname, doubleSided=True, pbrMetallicRoughness=pbr))
         idx = add(f.astype(np.uint32).reshape(-1), "SCALAR", _ELEMENT_ARRAY_BUFFER)
         prims.append(pg.Primitive(
             attributes=attrs, indices=idx, material=len(materials) - 1, mode=4,
@@ -565,6 +682,9 @@ def save_gltf(
         bufferViews=views,
         buffers=[pg.Buffer(byteLength=len(blob))],
         animations=animations,
+        images=images,
+        textures=textures,
+        samplers=samplers,
     )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -588,3 +708,23 @@ def save_gltf(
             raise InputError(path, f"cannot write ({e.strerror})") from None
         raise
     return path
+
+
+def save_avatar_gltf(avatar: Any, path: str | Path) -> Path:
+    """Writes an :class:`~facexpr.avatars.avatar.Avatar` as glTF: its identity's neutral face, the
+    rig's morph targets and, when it has one, its texture on the look's skin materials.
+
+    The look's hidden materials (ICT's translucent eye overlays, opaque eyelash strips) are left
+    out, so viewers without facexpr's shading show the eyes.
+
+    Returns:
+        The written path.
+    """
+    rig = avatar.rig.with_neutral(avatar.base)
+    return save_gltf(
+        rig,
+        path,
+        texture=avatar.texture,
+        textured=tuple(avatar.look.skin_materials),
+        skip=tuple(avatar.look.hidden),
+    )

@@ -316,16 +316,19 @@ in vec3 in_pos;
 in vec3 in_normal;
 in vec4 in_material;  // rgb base colour, specular strength
 in vec2 in_skin;      // weight of the skin colour over the base colour, lip weight
+in vec2 in_uv;        // texture coordinates (textured avatars only)
 out vec3 v_normal;
 out vec3 v_pos;
 out vec4 v_material;
 out vec2 v_skin;
+out vec2 v_uv;
 void main() {
     vec4 p = model * vec4(in_pos, 1.0);
     v_pos = p.xyz;
     v_normal = mat3(model) * in_normal;
     v_material = in_material;
     v_skin = in_skin;
+    v_uv = in_uv;
     gl_Position = mvp * p;
 }
 """
@@ -342,16 +345,22 @@ uniform float bands;
 uniform float outline;
 uniform vec3 skin;
 uniform vec3 lip_tint;
+uniform int textured;
+uniform sampler2D albedo;
 in vec3 v_normal;
 in vec3 v_pos;
 in vec4 v_material;
 in vec2 v_skin;
+in vec2 v_uv;
 out vec4 f_color;
 void main() {
     vec3 n = normalize(v_normal);
     vec3 view = normalize(-v_pos);
     if (dot(n, view) < 0.0) n = -n;  // two-sided: thin lashes and inner mouth
-    vec3 base = mix(v_material.rgb, skin * mix(vec3(1.0), lip_tint, v_skin.y), v_skin.x);
+    // A texture replaces the skin colour (and the lip tint: the texture has lips).
+    vec3 skin_c = textured == 1 ? texture(albedo, v_uv).rgb
+                                : skin * mix(vec3(1.0), lip_tint, v_skin.y);
+    vec3 base = mix(v_material.rgb, skin_c, v_skin.x);
     float diff = max(dot(n, light_dir), 0.0);
     vec3 color;
     if (toon == 1) {
@@ -561,6 +570,7 @@ class Renderer:
             self._fbo = self._fbo_out
         self._meshes: dict[tuple, _MeshState] = {}
         self._backgrounds: dict[tuple, np.ndarray] = {}
+        self._textures: dict[int, tuple[np.ndarray, Any]] = {}
 
     def close(self) -> None:
         """Releases the OpenGL context and buffers."""
@@ -568,6 +578,7 @@ class Renderer:
             self._ctx.release()
             self._ctx = None
             self._meshes.clear()
+            self._textures.clear()
 
     def __enter__(self) -> Renderer:
         return self
@@ -576,10 +587,10 @@ class Renderer:
         self.close()
 
     # ------------------------------------------------------------------ mesh setup
-    def _mesh(self, rig: Rig, look: Look) -> _MeshState:
+    def _mesh(self, rig: Rig, look: Look, textured: bool = False) -> _MeshState:
         # Framing and lip regions come from the rig's mean face, so all identities of a rig are
         # framed alike; the state keeps the rig alive so that its id stays unique.
-        key = (id(rig), look.key())
+        key = (id(rig), look.key(), textured)
         base = rig.neutral
         st = self._meshes.get(key)
         if st is not None:
@@ -588,6 +599,8 @@ class Renderer:
             old = self._meshes.pop(next(iter(self._meshes)))
             for b in (old.vao, old.vbo_pos, old.vbo_normal, old.vbo_material, old.ibo):
                 b.release()
+            if "vbo_uv" in old.extra:
+                old.extra["vbo_uv"].release()
         ctx = self._ctx
         faces = rig.faces
         material = np.zeros((rig.n_vertices, 4), np.float32)
@@ -617,19 +630,28 @@ class Renderer:
             material[a:b, 3] = 0.05
         if look.lips is not None and rig.landmark_vertices is not None:
             self._tint_lips(rig, base, skin_w)
-        faces = np.ascontiguousarray(faces[keep], dtype=np.int32)
-        corners = tuple(np.ascontiguousarray(faces[:, k], dtype=np.intp) for k in range(3))
-        vbo_pos = ctx.buffer(reserve=rig.n_vertices * 12, dynamic=True)
-        vbo_normal = ctx.buffer(reserve=rig.n_vertices * 12, dynamic=True)
+        # Normals are summed over the rig's own triangles (smooth across UV seams); a textured
+        # mesh draws a copy of the vertices split at the seams (``src`` maps them back).
+        corners = tuple(np.ascontiguousarray(faces[keep][:, k], dtype=np.intp) for k in range(3))
+        src = None
+        draw_faces = faces
+        if textured:
+            split, src = rig.split_uv_seams()
+            draw_faces = split.faces
+            material, skin_w = material[src], skin_w[src]
+        draw_faces = np.ascontiguousarray(draw_faces[keep], dtype=np.int32)
+        n_draw = rig.n_vertices if src is None else len(src)
+        vbo_pos = ctx.buffer(reserve=n_draw * 12, dynamic=True)
+        vbo_normal = ctx.buffer(reserve=n_draw * 12, dynamic=True)
         vbo_material = ctx.buffer(np.concatenate([material, skin_w], axis=1).tobytes())
-        ibo = ctx.buffer(faces.tobytes())
-        vao = ctx.vertex_array(
-            self._prog,
-            [(vbo_pos, "3f", "in_pos"), (vbo_normal, "3f", "in_normal"),
-             (vbo_material, "4f 2f", "in_material", "in_skin")],
-            index_buffer=ibo,
-            index_element_size=4,
-        )  # fmt: skip
+        ibo = ctx.buffer(draw_faces.tobytes())
+        content = [(vbo_pos, "3f", "in_pos"), (vbo_normal, "3f", "in_normal"),
+                   (vbo_material, "4f 2f", "in_material", "in_skin")]  # fmt: skip
+        vbo_uv = None
+        if textured:
+            vbo_uv = ctx.buffer(np.ascontiguousarray(split.uv, np.float32).tobytes())
+            content.append((vbo_uv, "2f", "in_uv"))
+        vao = ctx.vertex_array(self._prog, content, index_buffer=ibo, index_element_size=4)
         if rig.landmark_vertices is not None and len(rig.landmark_vertices) >= 68:
             lm = base[rig.landmark_vertices[:68]].astype(np.float64)
             target = lm.mean(axis=0)
@@ -649,6 +671,9 @@ class Renderer:
             pivot, target, float(distance),
         )  # fmt: skip
         st.extra["rig"] = rig
+        st.extra["src"] = src
+        if vbo_uv is not None:
+            st.extra["vbo_uv"] = vbo_uv
         self._meshes[key] = st
         return st
 
@@ -740,10 +765,27 @@ class Renderer:
         """
         if self._ctx is None:
             raise ConfigError("Renderer: render() after close()")
+        # Another context made in this thread since (texture capture makes its own) would be
+        # the current one: draw in ours, and give the other back afterwards.
+        with self._ctx:
+            return self._render(avatar, weights, pose, light, background, skin, seed)
+
+    def _render(
+        self,
+        avatar: Avatar | Rig,
+        weights: np.ndarray | None,
+        pose: Any,
+        light: Light | Mapping[str, Any] | None,
+        background: tuple[float, float, float] | BackgroundKind | np.ndarray | None,
+        skin: tuple[float, float, float] | None,
+        seed: int,
+    ) -> RenderResult:
+        texture = None
         if isinstance(avatar, Rig):
             rig, look, base = avatar, Look(), avatar.neutral
         elif isinstance(avatar, Avatar):
             rig, look, base = avatar.rig, avatar.look, avatar.base
+            texture = avatar.texture
         else:
             raise ConfigError(f"render: expected an Avatar or a Rig, got {type(avatar).__name__}")
         o = self.options
@@ -753,14 +795,19 @@ class Renderer:
             if s.shape != (3,) or (s < 0).any() or (s > 1).any():
                 raise ConfigError(f"render: skin must be RGB in [0, 1], got {skin}")
         skin_rgb = tuple(float(x) for x in (look.skin if skin is None else skin))
-        st = self._mesh(rig, look)
+        st = self._mesh(rig, look, textured=texture is not None)
         if weights is None:
             verts = np.asarray(base, np.float32)
         else:
             verts = rig.evaluate(weights, base=base)
         normals = _vertex_normals(verts, st.corners, st.flat)
-        st.vbo_pos.write(np.ascontiguousarray(verts, np.float32))
-        st.vbo_normal.write(normals)
+        src = st.extra["src"]
+        if src is None:
+            st.vbo_pos.write(np.ascontiguousarray(verts, np.float32))
+            st.vbo_normal.write(normals)
+        else:
+            st.vbo_pos.write(np.ascontiguousarray(verts[src], np.float32))
+            st.vbo_normal.write(np.ascontiguousarray(normals[src]))
 
         # model: pivot -> rotate -> back, then centre the face target at the camera axis.
         pm = pose_matrix(pose)
@@ -792,6 +839,10 @@ class Renderer:
         prog["outline"].value = look.outline
         prog["skin"].value = skin_rgb
         prog["lip_tint"].value = look.lips if look.lips is not None else (1.0, 1.0, 1.0)
+        prog["textured"].value = int(texture is not None)
+        if texture is not None:
+            self._texture(texture).use(location=0)
+            prog["albedo"].value = 0
 
         ctx = self._ctx
         ctx.enable(ctx.DEPTH_TEST)
@@ -821,6 +872,22 @@ class Renderer:
         img = rgba[..., :3].astype(np.float32) + bg.astype(np.float32) * (1.0 - a)
         image = np.clip(img + 0.5, 0, 255).astype(np.uint8)
         return RenderResult(image, alpha, lm2d, visible, posed, proj, o.width, o.height)
+
+    def _texture(self, image: np.ndarray) -> Any:
+        """Returns the (cached) mipmapped OpenGL texture of an (H, W, 3) uint8 image."""
+        hit = self._textures.get(id(image))
+        if hit is not None and hit[0] is image:
+            return hit[1]
+        if len(self._textures) >= 8:
+            self._textures.pop(next(iter(self._textures)))[1].release()
+        h, w = image.shape[:2]
+        # OpenGL's first texture row is v = 0, the image's bottom row.
+        tex = self._ctx.texture((w, h), 3, np.ascontiguousarray(image[::-1]).tobytes(), alignment=1)
+        tex.build_mipmaps()
+        tex.filter = (self._ctx.LINEAR_MIPMAP_LINEAR, self._ctx.LINEAR)
+        tex.repeat_x = tex.repeat_y = False
+        self._textures[id(image)] = (image, tex)  # the image is kept alive: its id stays unique
+        return tex
 
     def _visible(self, st: _MeshState, px: np.ndarray) -> np.ndarray:
         """Returns (N,) bool: the depth buffer at each point is not nearer than the point."""

@@ -350,6 +350,48 @@ class Rig:
         """Returns a copy whose neutral is the face of these identity coefficients (K',)."""
         return self.with_neutral(self.identity_shape(identity), name)
 
+    def split_uv_seams(self, name: str | None = None) -> tuple[Rig, np.ndarray]:
+        """Returns a copy with per-vertex UVs, and the (V',) int64 source vertex of each vertex.
+
+        A rig with per-corner UVs ((F, 3, 2), as ICT FaceKit's UDIM tiles) has vertices whose
+        corners carry different UVs (texture seams); renderers and glTF need one UV per vertex,
+        so each distinct (vertex, UV) pair becomes a vertex. Everything per vertex (neutral,
+        deltas, identity modes) is gathered with the returned map, landmark vertices point at one
+        copy, and the triangles keep their order, so ``face_material`` stays valid. A rig that
+        already has per-vertex UVs (or none) comes back as it is with the identity map.
+
+        Returns:
+            (the rig, src) where ``rig.neutral == self.neutral[src]``.
+        """
+        if self.uv is None or self.uv.shape == (self.n_vertices, 2):
+            return self, np.arange(self.n_vertices, dtype=np.int64)
+        corner_v = self.faces.reshape(-1).astype(np.int64)
+        corner_uv = self.uv.reshape(-1, 2)
+        # Exact float keys: corners of one vertex on one side of a seam store the same UV.
+        key = np.column_stack([corner_v.astype(np.float64), corner_uv.astype(np.float64)])
+        _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
+        src = corner_v[first]
+        uv = corner_uv[first]
+        faces = inverse.reshape(-1, 3).astype(np.int32)
+        lmk = None
+        if self.landmark_vertices is not None:
+            # The first copy of each source vertex (np.unique sorts by vertex id first).
+            first_copy = np.full(self.n_vertices, -1, np.int64)
+            first_copy[src[::-1]] = np.arange(len(src))[::-1]
+            lmk = first_copy[self.landmark_vertices]
+        basis = None if self.identity_basis is None else self.identity_basis[:, src]
+        rig = replace(
+            self,
+            neutral=self.neutral[src],
+            faces=faces,
+            deltas=self.deltas[:, src],
+            uv=uv,
+            identity_basis=basis,
+            landmark_vertices=lmk,
+            name=name or self.name,
+        )
+        return rig, src
+
     def landmarks(self, vertices: np.ndarray) -> np.ndarray:
         """Returns the (68, 3) landmark positions of (V, 3) vertices.
 

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from facexpr import __version__
+from facexpr.cli import avatar as avatar_cli
 from facexpr.cli import datasets as datasets_cli
 from facexpr.cli import evaluate as evaluate_cli
 from facexpr.cli import plot as plot_cli
@@ -238,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     similar_cli.add_parser(sub)
     evaluate_cli.add_parser(sub)
     plot_cli.add_parser(sub)
+    avatar_cli.add_parser(sub)
     d = sub.add_parser("dataset", help="build and inspect training datasets (shard format)")
     dsub = d.add_subparsers(dest="dataset_command", required=True)
     b = dsub.add_parser(
@@ -550,7 +552,9 @@ def cmd_animate(args: argparse.Namespace) -> int:
     if args.gltf:
         # The exporter maps the ARKit weights onto the rig's channels itself.
         written.append(
-            export.write_gltf_animation(args.gltf, avatar.rig, track.weights, fps=track.fps)
+            export.write_gltf_animation(
+                args.gltf, avatar.rig, track.weights, fps=track.fps, avatar=avatar
+            )
         )
     if args.preview:
         written.append(
@@ -597,6 +601,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return evaluate_cli.run(args)
         if args.command == "plot":
             return plot_cli.run(args)
+        if args.command == "avatar":
+            return avatar_cli.run(args)
     except FacexprError as e:
         print(f"facexpr: error: {e}", file=sys.stderr)
         return 2
