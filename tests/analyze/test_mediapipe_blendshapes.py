@@ -34,7 +34,9 @@ def test_options_pick_and_check_the_landmark_model() -> None:
         _options(landmarks="mesh468")
     with pytest.raises(ConfigError, match="landmarks must be 'mesh468' or 'mesh478', not 'x'"):
         AnalyzerOptions(landmarks="x", embedding=None)
-    with pytest.raises(ConfigError, match="blendshapes must be 'none', 'fit' or 'mediapipe'"):
+    with pytest.raises(
+        ConfigError, match="blendshapes must be 'auto', 'none', 'fit', 'learned' or 'mediapipe'"
+    ):
         AnalyzerOptions(blendshapes="arkit", embedding=None)
 
 
