@@ -62,23 +62,24 @@ def _packed(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def _heldout_faces(cfg, run: Path, size: int):
     """Yields (source name, images (N, 3, S, S) uint8, AU targets, AU masks, calibration half
-    (N,) bool) of each labelled source's held-out side."""
+    (N,) bool) of each labelled source's held-out side, exactly as the recipe held it out."""
     from facexpr.train.augment import to_uint8_chw
-    from facexpr.train.recipes.heads import _Faces
+    from facexpr.train.recipe import get_recipe
 
-    for sc in cfg.data.faces:
-        if not sc.test_share or "aus" not in sc.labels:
-            continue
+    for sc in [*cfg.data.faces, *cfg.data.val]:
         sc.datasets = [str(_resolve(p, run)) for p in sc.datasets]
-        side = _Faces(sc, "test", cfg.data.split_seed, None)
-        if not len(side):
+    for sc in cfg.data.triplets:
+        sc.datasets = [str(_resolve(p, run)) for p in sc.datasets]
+    recipe = get_recipe("heads")(cfg.model, cfg.data)
+    for side in recipe._side("test", cfg.run.seed):
+        if "aus" not in side.targets or side.name.startswith("val:"):
             continue
         subj = []
         for di, i in side.refs:
             s = side.indexes[di].subject_ids[i] or f"#{i}"
             subj.append(zlib.crc32(f"{di}:{s}".encode()) % 2 == 0)
         imgs = to_uint8_chw([side.image(k, size) for k in range(len(side))])
-        yield sc.name, imgs, side.targets["aus"], side.masks["aus"], np.array(subj)
+        yield side.name, imgs, side.targets["aus"], side.masks["aus"], np.array(subj)
 
 
 def _f1(pred: np.ndarray, true: np.ndarray) -> float:
