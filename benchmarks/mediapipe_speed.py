@@ -63,6 +63,13 @@ def main() -> None:
     ap.add_argument("--shared", type=Path, default=REPO.parent / "shared")
     ap.add_argument("--video", type=Path, default=None)
     ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument(
+        "--facexpr-args",
+        default="--blendshapes mediapipe --no-embedding",
+        help="the analyze options timed (default: Blendshape V2 only); e.g. every output of the "
+        "learned heads: '--heads-weights RUN/analysis.safetensors --blendshapes learned'",
+    )
+    ap.add_argument("--out", type=Path, default=REPO / "benchmarks/results/mediapipe_speed.json")
     args = ap.parse_args()
     video = args.video or args.shared / "fixtures" / "media" / "WolfgangLanger_Pexels.mp4"
     task = args.shared / "assets" / "mediapipe-face-landmarker" / "face_landmarker.task"
@@ -72,7 +79,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out_csv = Path(tmp) / "t.csv"
         fx = [sys.executable, "-m", "facexpr.cli.main", "-q", "analyze", str(video), "-o",
-              str(out_csv), "--blendshapes", "mediapipe", "--no-embedding", "--threads", "2",
+              str(out_csv), *args.facexpr_args.split(), "--threads", "2",
               "--no-progress"]  # fmt: skip
         mp_cmd = [args.mediapipe_python, "-c", MP_SCRIPT, str(video), str(task)]
         for _ in range(args.repeat):
@@ -85,11 +92,14 @@ def main() -> None:
 
         df = pd.read_csv(out_csv)
         counts["facexpr"] = f"{df['frame'].nunique()} {int(df['success'].sum())}"
+        columns = len(df.columns)
     best = {k: min(v) for k, v in times.items()}
     frames = int(counts["mediapipe"].split()[0])
     result = {
         "commit": git_commit(),
         "video": video.name,
+        "facexpr_args": args.facexpr_args,
+        "facexpr_columns": columns,
         "frames_and_faces": counts,
         "seconds_best": {k: round(v, 2) for k, v in best.items()},
         "frames_per_s": {k: round(frames / v, 1) for k, v in best.items()},
@@ -97,7 +107,7 @@ def main() -> None:
         "all_seconds": {k: [round(x, 2) for x in v] for k, v in times.items()},
         "cpus": len(os.sched_getaffinity(0)),
     }
-    path = REPO / "benchmarks" / "results" / "mediapipe_speed.json"
+    path = args.out
     path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(result, indent=2))
 

@@ -9,6 +9,7 @@ weights are shipped. What trained weights must do (smile vs surprise) is in
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 
 import numpy as np
 import pytest
@@ -145,3 +146,18 @@ def test_cli_heads_weights_and_no_heads(small_weights, media_dir, tmp_path):
     rc = main(["-q", "analyze", str(media_dir / "single_face.jpg"), "-o", str(tmp_path / "c"),
                "--no-heads", "--heads-weights", str(small_weights)])  # fmt: skip
     assert rc == 2
+
+
+@pytest.mark.skipif(
+    not all(importlib.util.find_spec(m) for m in ("onnx", "onnxruntime")),
+    reason="facexpr[onnx] not installed",
+)
+def test_onnx_runtime_gives_the_torch_outputs(small_weights, group):
+    crops = [f.aligned for f in group.faces]
+    t = FaceHeads(HeadsOptions(weights=small_weights, runtime="torch")).run(crops)
+    o = FaceHeads(HeadsOptions(weights=small_weights, runtime="onnx"))
+    assert o.runtime == "onnx"
+    got = o.run(crops)
+    for k in t:
+        np.testing.assert_allclose(got[k][:, :], t[k], atol=2e-4, err_msg=k)
+    assert FaceHeads(HeadsOptions(weights=small_weights)).runtime == "torch"  # auto: measured

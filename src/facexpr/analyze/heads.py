@@ -9,8 +9,11 @@ and fills ``FaceResult.embedding``, ``emotions``, ``valence_arousal``, ``au_occu
 ``au_intensity`` and, with ``blendshapes=True``, ``blendshapes``. AU occurrence is the
 probability against the per-AU threshold calibrated on held-out faces and saved with the weights.
 
-The runtime is ONNX Runtime when ``facexpr[onnx]`` is installed (batch 1, as the embedding: the
-measured best on 2 shared cores), else PyTorch on one thread with faces batched.
+The runtime is PyTorch with the faces of a chunk of frames batched (32 at a time) unless ONNX
+Runtime is asked for: in the whole ``analyze`` process on the fixture video, with every output,
+PyTorch batched took 7.4 s against 10.1 s for ONNX Runtime at batch 1 (MediaPipe's Face
+Landmarker: 6.9-7.8 s in the same runs; ``benchmarks/mediapipe_speed.py --facexpr-args
+"--heads-weights ... --blendshapes learned [--embedding-runtime torch]"``).
 """
 
 from __future__ import annotations
@@ -54,7 +57,8 @@ class HeadsOptions:
         weights: a safetensors file of the ``analysis`` model (a ``facexpr train heads`` run's
             ``analysis.safetensors``; its card ``NAME.json`` beside it if the architecture is
             not the default), or None for the shipped weights.
-        runtime: "auto" (ONNX Runtime if installed and on CPU, else PyTorch), "onnx" or "torch".
+        runtime: "auto" (PyTorch, faces batched: the measured faster here), "onnx" (ONNX
+            Runtime, needs ``facexpr[onnx]``) or "torch".
         batch_size: faces per call; None: 1 under ONNX Runtime, 32 under PyTorch.
     """
 
@@ -141,13 +145,7 @@ class FaceHeads:
             self._slices[name] = slice(start, start + width)
             start += width
         self._onnx: Any = None
-        want_onnx = o.runtime == "onnx" or (
-            o.runtime == "auto"
-            and self.device == "cpu"
-            and importlib.util.find_spec("onnxruntime") is not None
-            and importlib.util.find_spec("onnx") is not None
-        )
-        if want_onnx:
+        if o.runtime == "onnx":
             from facexpr.nn.runtime import OnnxRunner, export_onnx
 
             with _torch_threads(num_threads), torch.no_grad():
