@@ -31,6 +31,7 @@ from typing import Protocol
 
 import numpy as np
 
+from facexpr.core.affect import EMOTIONS as _EMOTIONS
 from facexpr.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -45,8 +46,8 @@ __all__ = [
     "register_evaluator",
 ]
 
-# The facexpr emotion order (FER+'s), the same as facexpr.io.datasets.EMOTIONS.
-EMOTIONS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt")
+# The facexpr emotion order (FER+'s): one definition, facexpr.core.affect.EMOTIONS.
+EMOTIONS = _EMOTIONS
 
 
 @dataclass(frozen=True, slots=True)
