@@ -90,8 +90,11 @@ def draw_frame(image: np.ndarray, result: FrameResult, *, mesh: bool = False) ->
             thick,
             cv2.LINE_AA,
         )
-        ly = y1 + 4
-        for line in affect_lines(face):
+        lines = affect_lines(face)
+        line_h = cv2.getTextSize("Ag", cv2.FONT_HERSHEY_SIMPLEX, fs, thick)[0][1] + 6
+        # Under the box, or inside its bottom edge when the frame ends first.
+        ly = y1 + 4 if y1 + 4 + line_h * len(lines) <= out.shape[0] else y1 - line_h * len(lines)
+        for line in lines:
             (lw, lh), _ = cv2.getTextSize(line, cv2.FONT_HERSHEY_SIMPLEX, fs, thick)
             ly += lh + 6
             lx = max(0, min(x0, out.shape[1] - lw - 4))
