@@ -11,7 +11,9 @@ __all__ = [
     "EmbeddingOptions",
     "ExpressionEmbedder",
     "ExpressionTable",
+    "FaceHeads",
     "Failure",
+    "HeadsOptions",
     "SimilarResult",
     "find_similar",
     "run_batch",
@@ -26,6 +28,8 @@ _WHERE = {
     "ExpressionTable": "table",
     "EmbeddingOptions": "embedding",
     "ExpressionEmbedder": "embedding",
+    "FaceHeads": "heads",
+    "HeadsOptions": "heads",
     "SimilarResult": "similarity",
     "find_similar": "similarity",
 }
