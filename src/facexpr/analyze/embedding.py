@@ -47,17 +47,44 @@ Runtime = Literal["auto", "onnx", "torch"]
 _SHIPPED_GLOB = "expression_*.safetensors"
 
 
-def shipped_expression_weights() -> Path | None:
-    """Returns the shipped expression weights file, or None while none is shipped.
+def shipped_weights(pattern: str) -> Path | None:
+    """Returns the first shipped weights file in ``facexpr/nn/weights/`` matching ``pattern``, or
+    None while none is shipped.
 
-    Looks in ``facexpr/nn/weights/`` without importing ``facexpr.nn`` (which imports torch), so
-    that deciding whether the embedding runs costs nothing when it does not.
+    Found without importing ``facexpr.nn`` (which imports torch), so that deciding whether a
+    learned stage runs costs nothing when it does not.
     """
     spec = importlib.util.find_spec("facexpr.nn")
     if spec is None or spec.origin is None:
         return None
-    found = sorted((Path(spec.origin).parent / "weights").glob(_SHIPPED_GLOB))
+    found = sorted((Path(spec.origin).parent / "weights").glob(pattern))
     return found[0] if found else None
+
+
+def shipped_expression_weights() -> Path | None:
+    """Returns the shipped expression weights file, or None while none is shipped."""
+    return shipped_weights(_SHIPPED_GLOB)
+
+
+def check_stage_options(
+    runtime: str, batch_size: int | None, weights: str | Path | None, what: str
+) -> Path | None:
+    """Checks a learned stage's runtime, batch size and weights file; returns the file as a Path.
+
+    Raises:
+        ConfigError: an unknown runtime or a batch size that is not an integer >= 1.
+        InputError: the weights file does not exist (``what`` names the model).
+    """
+    if runtime not in ("auto", "onnx", "torch"):
+        raise ConfigError(f"runtime must be 'auto', 'onnx' or 'torch', not {runtime!r}")
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        raise ConfigError(f"batch_size must be an integer >= 1 or None, not {batch_size}")
+    if weights is None:
+        return None
+    path = Path(weights)
+    if not path.is_file():
+        raise InputError(path, f"{what} weights file not found")
+    return path
 
 
 @dataclass
@@ -77,16 +104,9 @@ class EmbeddingOptions:
     batch_size: int | None = None
 
     def __post_init__(self) -> None:
-        if self.runtime not in ("auto", "onnx", "torch"):
-            raise ConfigError(f"runtime must be 'auto', 'onnx' or 'torch', not {self.runtime!r}")
-        if self.batch_size is not None and (
-            not isinstance(self.batch_size, int) or self.batch_size < 1
-        ):
-            raise ConfigError(f"batch_size must be an integer >= 1 or None, not {self.batch_size}")
-        if self.weights is not None:
-            self.weights = Path(self.weights)
-            if not self.weights.is_file():
-                raise InputError(self.weights, "expression weights file not found")
+        self.weights = check_stage_options(
+            self.runtime, self.batch_size, self.weights, "expression"
+        )
 
     @property
     def available(self) -> bool:

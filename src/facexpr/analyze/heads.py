@@ -19,7 +19,6 @@ Landmarker: 6.9-7.8 s in the same runs; ``benchmarks/mediapipe_speed.py --facexp
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,8 +27,13 @@ from typing import Any, Literal
 
 import numpy as np
 
-from facexpr.analyze.embedding import _torch_threads, prepare_crops
-from facexpr.core.errors import ConfigError, InputError, ModelError
+from facexpr.analyze.embedding import (
+    _torch_threads,
+    check_stage_options,
+    prepare_crops,
+    shipped_weights,
+)
+from facexpr.core.errors import ConfigError, ModelError
 from facexpr.core.types import FrameResult
 
 log = logging.getLogger(__name__)
@@ -42,11 +46,7 @@ _SHIPPED_GLOB = "analysis_*.safetensors"
 def shipped_analysis_weights() -> Path | None:
     """Returns the shipped analysis weights file, or None while none is shipped (found without
     importing ``facexpr.nn``, so deciding costs nothing)."""
-    spec = importlib.util.find_spec("facexpr.nn")
-    if spec is None or spec.origin is None:
-        return None
-    found = sorted((Path(spec.origin).parent / "weights").glob(_SHIPPED_GLOB))
-    return found[0] if found else None
+    return shipped_weights(_SHIPPED_GLOB)
 
 
 @dataclass
@@ -67,16 +67,7 @@ class HeadsOptions:
     batch_size: int | None = None
 
     def __post_init__(self) -> None:
-        if self.runtime not in ("auto", "onnx", "torch"):
-            raise ConfigError(f"runtime must be 'auto', 'onnx' or 'torch', not {self.runtime!r}")
-        if self.batch_size is not None and (
-            not isinstance(self.batch_size, int) or self.batch_size < 1
-        ):
-            raise ConfigError(f"batch_size must be an integer >= 1 or None, not {self.batch_size}")
-        if self.weights is not None:
-            self.weights = Path(self.weights)
-            if not self.weights.is_file():
-                raise InputError(self.weights, "analysis weights file not found")
+        self.weights = check_stage_options(self.runtime, self.batch_size, self.weights, "analysis")
 
     @property
     def available(self) -> bool:
