@@ -68,8 +68,9 @@ def encoder(tmp_path_factory) -> Path:
 def custom_glb(folder: Path) -> Path:
     names = ("jawOpen", "mouthSmile_L", "mouthSmile_R", "eyeBlink_L", "eyeBlink_R", "wiggle")
     rng = np.random.default_rng(1)
-    rig = Rig(neutral=rng.normal(size=(12, 3)), faces=np.array([[i, i + 1, i + 2] for i in range(10)]),
-              channel_names=names, deltas=rng.normal(size=(6, 12, 3)) * 0.1, name="anna")  # fmt: skip
+    faces = np.array([[i, i + 1, i + 2] for i in range(10)])
+    rig = Rig(neutral=rng.normal(size=(12, 3)), faces=faces, channel_names=names,
+              deltas=rng.normal(size=(6, 12, 3)) * 0.1, name="anna")  # fmt: skip
     return save_gltf(rig, folder / "anna.glb")
 
 
@@ -188,11 +189,11 @@ def test_mirror_and_targets() -> None:
 def test_config_errors() -> None:
     with pytest.raises(ConfigError, match="needs sequences"):
         AnimatorModelConfig(weights={"temporal": 1.0})
-    with pytest.raises(ConfigError, match="needs model.init"):
+    with pytest.raises(ConfigError, match=r"needs model\.init"):
         AnimatorModelConfig(add_avatars=["a.glb"])
     with pytest.raises(ConfigError, match="unknown loss 'rgi'"):
         AnimatorModelConfig(weights={"rgi": 1.0})
-    with pytest.raises(ConfigError, match="data.datasets is empty"):
+    with pytest.raises(ConfigError, match=r"data\.datasets is empty"):
         AnimatorDataConfig()
-    with pytest.raises(ConfigError, match="data.avatars_per_step must be >= 0"):
+    with pytest.raises(ConfigError, match=r"data\.avatars_per_step must be >= 0"):
         AnimatorDataConfig(datasets=["x"], avatars_per_step=-1)

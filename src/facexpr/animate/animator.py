@@ -140,6 +140,8 @@ class Animation:
             landmarks (NaN where the face is lost; NaN everywhere for a table).
         method: "animator" or "fit".
         source: the input.
+        damaged: set when the video was read only in part (a truncated file): what was lost;
+            the animation covers every decodable frame.
     """
 
     tracks: tuple[AvatarTrack, ...]
@@ -150,6 +152,7 @@ class Animation:
     mouth_open: np.ndarray
     method: str
     source: str
+    damaged: str | None = None
 
 
 @dataclass(frozen=True)
@@ -345,18 +348,24 @@ class Animator:
 
     def _from_video(self, path: Path, *, progress: bool) -> Animation:
         from facexpr.animate.retarget import FPS_RANGE
+        from facexpr.core.errors import DamagedInputError
 
         rows: list[dict[int, Any]] = []
         times: list[float] = []
+        damaged = None
         with self._analyzer() as analyzer:
             it: Iterable[tuple[Frame, FrameResult]] = analyzer.iter_results(path)
             if progress:
                 from tqdm import tqdm
 
                 it = tqdm(it, desc="faces", unit="frame")
-            for _, result in it:
-                times.append(result.timestamp)
-                rows.append({f.face_id: f for f in result.faces})
+            try:
+                for _, result in it:
+                    times.append(result.timestamp)
+                    rows.append({f.face_id: f for f in result.faces})
+            except DamagedInputError as e:  # raised after the last good frame: keep those
+                damaged = str(e)
+                log.warning("%s", e)
         if not rows:
             raise InputError(path, "no frames could be read")
         counts: dict[int, int] = {}
@@ -413,7 +422,7 @@ class Animator:
         step = np.diff(ts)
         fps = 1.0 / float(np.median(step)) if len(ts) > 1 and np.all(step > 0) else 30.0
         fps = float(np.clip(fps, *FPS_RANGE))
-        return self._finish(weights, pose, ts, fps, present, mouth, path)
+        return self._finish(weights, pose, ts, fps, present, mouth, path, damaged)
 
     def _finish(
         self,
@@ -424,6 +433,7 @@ class Animator:
         present: np.ndarray,
         mouth: np.ndarray,
         source: Path,
+        damaged: str | None = None,
     ) -> Animation:
         from facexpr.avatars.export import weights_for_channels
 
@@ -446,6 +456,7 @@ class Animator:
             mouth_open=mouth,
             method=self.method,
             source=str(source),
+            damaged=damaged,
         )
 
     def stream(self, frames: Iterable[Frame] | str | Path) -> Iterator[LiveFrame]:

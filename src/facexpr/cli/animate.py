@@ -110,6 +110,11 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.input}: a webcam streams; animate it with --live")
     if args.threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {args.threads}")
+    if _is_table(args.input) and args.method == "animator":
+        raise ConfigError(
+            f"{args.input}: a table holds no face images, so the animator cannot read it; "
+            "animate the video itself, or use --method fit"
+        )
     if _is_table(args.input) and args.method == "auto":
         args.method = "fit"  # a table holds fitted weights, no face images
     if legacy and _is_table(args.input) and args.method != "animator" and not args.out:
@@ -139,6 +144,9 @@ def run(args: argparse.Namespace) -> int:
         f"{int(anim.present.sum())}; method {anim.method}; {len(anim.tracks)} avatar(s)",
         file=sys.stderr,
     )
+    if anim.damaged:  # written from every decodable frame, and still a failed input
+        print(f"facexpr: error: {anim.damaged}", file=sys.stderr)
+        return 2
     return 0
 
 
