@@ -12,6 +12,7 @@ import torch
 
 from facexpr.avatars.gltf import save_gltf
 from facexpr.avatars.rig import Rig
+from facexpr.cli.main import main
 from facexpr.core.arkit import ICT_CHANNELS
 from facexpr.core.errors import ConfigError
 from facexpr.io._files import write_bytes_atomic, write_text_atomic
@@ -100,8 +101,18 @@ def test_train_then_add_an_avatar_leaves_the_others_unchanged(actors, encoder, t
 
     glb = custom_glb(tmp_path)
     run2 = tmp_path / "run2"
-    train("animator", overrides=overrides(actors, encoder, cache, f"model.init={run1}",
-          f"model.add_avatars=[{glb}]", "model.avatars=[ict, ict_toon]"), out=run2)  # fmt: skip
+    sets = overrides(actors, encoder, cache, f"model.init={run1}", "model.avatars=[ict, ict_toon]")
+    argv = [
+        "-q",
+        "train",
+        "animator",
+        "--no-progress",
+        "--add-avatar",
+        str(glb),
+        "--out",
+        str(run2),
+    ]
+    assert main([*argv, *(a for kv in sets for a in ("--set", kv))]) == 0
     net2, _ = load_animator(run2 / "animator.safetensors")
     assert net2.avatars == ("ict", "ict_toon", "anna")
     assert net2.n_shapes("anna") == 6
@@ -193,6 +204,7 @@ def test_config_errors() -> None:
         AnimatorModelConfig(add_avatars=["a.glb"])
     with pytest.raises(ConfigError, match="unknown loss 'rgi'"):
         AnimatorModelConfig(weights={"rgi": 1.0})
+    assert main(["-q", "train", "mae", "--add-avatar", "a.glb"]) == 2  # animator only
     with pytest.raises(ConfigError, match=r"data\.datasets is empty"):
         AnimatorDataConfig()
     with pytest.raises(ConfigError, match=r"data\.avatars_per_step must be >= 0"):

@@ -128,7 +128,8 @@ class AnimatorModelConfig:
             )
         if self.add_avatars and not self.init:
             raise ConfigError(
-                "model.add_avatars needs model.init: the finished animator to add them to"
+                "model.add_avatars needs model.init: the finished animator to add them to "
+                "(--set model.init=RUN_DIR)"
             )
 
 
