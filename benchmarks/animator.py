@@ -89,6 +89,9 @@ def rig_error(args: argparse.Namespace, animator: Animator) -> dict:
         "animator_on_fit_found": _scores(a[found], t[found]),
         "fit_on_found": _scores(f[found], t[found]),
         "fit_all_missing_as_zero": _scores(f, t),
+        # Baselines: all zeros (most shapes rest most of the time) and the actors' own mean
+        # (in-sample, so optimistic); both have r = 0.
+        "predict_zero_baseline": _scores(np.zeros_like(t), t),
         "predict_mean_baseline": _scores(np.repeat(t.mean(0, keepdims=True), len(t), 0), t),
         "fit_ms_per_face": 1000 * fit_s / len(crops),
     }
