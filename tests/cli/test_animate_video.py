@@ -148,6 +148,13 @@ def test_animator_method_writes_every_avatar(talking, tiny_weights, tmp_path) ->
     anim = Animator(["ict"], AnimateOptions(method="animator", animator_weights=an,
                                             encoder_weights=enc))  # fmt: skip
     assert anim.method == "animator"
+    import itertools  # any iterable of Frames streams too (a camera reader of one's own)
+
+    live = list(itertools.islice(anim.stream(iter(VideoReader(talking))), 3))
+    assert [f.index for f in live] == [0, 1, 2]
+    assert all(f.present for f in live)
+    assert live[0].weights["ict"].shape == (53,)
+    assert live[0].arkit["ict"].shape == (52,)
     with pytest.raises(Exception, match=r"not trained for avatar 'ict_001'"):
         Animator(["ict_001"], AnimateOptions(method="animator", animator_weights=an,
                                              encoder_weights=enc))  # fmt: skip
@@ -219,6 +226,8 @@ def test_bad_inputs_exit_2_naming_the_file(shared_dir, talking, tmp_path) -> Non
         ([str(table), "--method", "animator", "-o", str(out)],
          [f"{table}: ", "holds no face images"]),
         ([str(table), "--avatar", "ict", "-o", str(out)], [f"{table}: ", "no blendshape columns"]),
+        ([str(talking), "--method", "animator", "-o", str(out)],
+         ["no animator weights are shipped yet", "--animator-weights"]),
         ([str(talking), "-o", str(out), "--animator-weights", str(tmp_path / "none.st")],
          [f"{tmp_path / 'none.st'}: ", "not found"]),
     ]:  # fmt: skip

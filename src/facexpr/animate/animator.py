@@ -30,7 +30,7 @@ from typing import Any, Literal
 import numpy as np
 
 from facexpr.core.arkit import ARKIT_NAMES
-from facexpr.core.errors import ConfigError, InputError
+from facexpr.core.errors import ConfigError, InputError, ModelError
 from facexpr.core.types import Frame, FrameResult
 
 log = logging.getLogger(__name__)
@@ -251,6 +251,12 @@ class Animator:
         o = self.options
         if o.animator_weights is not None:
             net, card = load_animator(o.animator_weights)
+        elif shipped_animator_weights() is None:
+            raise ModelError(
+                "no animator weights are shipped yet: give a trained animator with "
+                "--animator-weights PATH (AnimateOptions(animator_weights=...)), train one with  "
+                "facexpr train animator --config configs/animator_tiny.yaml, or use --method fit"
+            )
         else:
             from facexpr.nn.registry import weights_card
 
