@@ -38,7 +38,16 @@ from facexpr.io._files import write_text_atomic
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+_KEY = ("jawOpen", "mouthSmileLeft", "eyeBlinkLeft", "browInnerUp", "mouthFunnel")
+_KEPT = [n for n in ARKIT_NAMES if n != "tongueOut"]
+
+
 def _scores(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
+    key = {}
+    for n in _KEY:
+        j = _KEPT.index(n)
+        ok = true[:, j].std() > 1e-6 and pred[:, j].std() > 1e-6
+        key[f"r_{n}"] = float(np.corrcoef(pred[:, j], true[:, j])[0, 1]) if ok else 0.0
     rs = []
     for j in range(true.shape[1]):
         if true[:, j].std() > 1e-6 and pred[:, j].std() > 1e-6:
@@ -46,7 +55,7 @@ def _scores(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
         elif true[:, j].std() > 1e-6:
             rs.append(0.0)  # a channel that moves, predicted constant
     return {"mae": float(np.abs(pred - true).mean()), "mean_r": float(np.mean(rs)),
-            "channels_moving": len(rs)}  # fmt: skip
+            "channels_moving": len(rs), **key}  # fmt: skip
 
 
 def rig_error(args: argparse.Namespace, animator: Animator) -> dict:
@@ -159,10 +168,20 @@ def speed(args: argparse.Namespace, learned: Animator) -> dict:
         t0 = time.perf_counter()
         a = anim.retarget(args.speed_video)
         s = time.perf_counter() - t0
+        # --smooth (One Euro, the defaults) on the same weights: frame-to-frame jitter (mean
+        # |second difference|) and how far the smoothed curves move from the raw ones.
+        from facexpr.animate.animator import _Smoother
+
+        sm = _Smoother(AnimateOptions(method="fit", smooth=True))
+        w = a.tracks[0].weights
+        ws = np.stack([sm("a", w[i], float(a.timestamps[i])) for i in range(len(w))])
         out[name] = {
             "frames": len(a.timestamps),
             "seconds": s,
             "frames_per_s": len(a.timestamps) / s,
+            "jitter_raw": float(np.abs(np.diff(w, 2, axis=0)).mean()),
+            "jitter_smoothed": float(np.abs(np.diff(ws, 2, axis=0)).mean()),
+            "smoothed_minus_raw_mae": float(np.abs(ws - w).mean()),
         }
     return out
 
@@ -177,6 +196,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=300, help="held-out actors scored")
     ap.add_argument("--every", type=int, default=4, help="video frames scored: every Nth")
     ap.add_argument("--skip", nargs="*", default=(), choices=("rig", "embedding", "speed"))
+    ap.add_argument("--out", default="animator.json", help="file name in benchmarks/results/")
     args = ap.parse_args()
     args.speed_video = args.speed_video or args.video
     import torch
@@ -202,7 +222,7 @@ def main() -> None:
         res["speed"] = speed(args, learned)
         print(json.dumps(res["speed"], indent=1))
     RESULTS.mkdir(exist_ok=True)
-    write_text_atomic(RESULTS / "animator.json", json.dumps(res, indent=1) + "\n")
+    write_text_atomic(RESULTS / args.out, json.dumps(res, indent=1) + "\n")
 
 
 if __name__ == "__main__":
