@@ -355,6 +355,7 @@ class Animator:
     def _from_video(self, path: Path, *, progress: bool) -> Animation:
         from facexpr.animate.retarget import FPS_RANGE
         from facexpr.core.errors import DamagedInputError
+        from facexpr.io.video import VIDEO_EXTENSIONS
 
         rows: list[dict[int, Any]] = []
         times: list[float] = []
@@ -372,6 +373,14 @@ class Animator:
             except DamagedInputError as e:  # raised after the last good frame: keep those
                 damaged = str(e)
                 log.warning("%s", e)
+            except InputError as e:
+                if rows or path.suffix.lower() in VIDEO_EXTENSIONS or not path.is_file():
+                    raise
+                raise InputError(
+                    path,
+                    f"{e.problem}: animate reads a video or a table (.csv, .parquet, .jsonl), "
+                    f"and '{path.suffix or path.name}' is neither format",
+                ) from None
         if not rows:
             raise InputError(path, "no frames could be read")
         counts: dict[int, int] = {}
