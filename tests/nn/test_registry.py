@@ -24,6 +24,8 @@ TINY = {
     "fxvit_base_p16_224": ({"depth": 1, "img_size": 32}, (2, 3, 32, 32), (2, 768)),
     "expression": ({"depth": 1, "img_size": 32}, (2, 3, 32, 32), (2, 16)),
     "mini_xception": ({"num_classes": 5}, (2, 1, 64, 64), (2, 5)),
+    # The animator takes the avatar too (ARGS below).
+    "animator": ({"avatars": [["a", 7]], "in_dim": 12, "hidden": 8, "depth": 1}, (2, 12), (2, 7)),
     # The analysis model gives one tensor per head output.
     "analysis": (
         {"depth": 1, "img_size": 32, "hidden_dim": 16, "au_dim": 4},
@@ -38,6 +40,8 @@ TINY = {
         },
     ),
 }
+# Extra positional arguments after the input tensor.
+ARGS = {"animator": ("a",)}
 
 
 def test_every_model_is_covered():
@@ -50,7 +54,7 @@ def test_models_build_and_give_their_shapes(name):
     torch.manual_seed(0)
     model = create_model(name, **cfg).eval()
     with torch.no_grad():
-        out = model(torch.randn(*in_shape))
+        out = model(torch.randn(*in_shape), *ARGS.get(name, ()))
     if isinstance(out_shape, dict):
         assert {k: tuple(v.shape) for k, v in out.items()} == out_shape
         assert all(bool(torch.isfinite(v).all()) for v in out.values())
@@ -68,6 +72,7 @@ def test_glob_and_pretrained_names():
     ]
     assert list_models("*", pretrained=True) == [
         "analysis.heads",
+        "animator.synth_ict",
         "expression.mae_triplet",
         "mini_xception.fer2013",
     ]

@@ -35,6 +35,7 @@ __all__ = [
     "read_live_link_csv",
     "to_arkit",
     "to_ict",
+    "weights_for_channels",
     "write_gltf_animation",
     "write_json",
     "write_live_link_csv",
@@ -239,8 +240,9 @@ def write_json(
     return path
 
 
-def _for_channels(channel_names: Sequence[str], weights: np.ndarray) -> np.ndarray:
-    """Returns (T, C) weights for a rig's channels: ICT as is, any other rig through ARKit names."""
+def weights_for_channels(channel_names: Sequence[str], weights: np.ndarray) -> np.ndarray:
+    """Returns (T, C) weights for a rig's channels of (T, 52) ARKit or (T, 53) ICT weights: ICT
+    channels as they are, any other rig through ARKit names (channels without one get 0)."""
     if tuple(channel_names) == ICT_CHANNELS:
         return to_ict(weights)
     from facexpr.avatars.rig import arkit_index
@@ -287,7 +289,7 @@ def write_gltf_animation(
 
     if fps <= 0:
         raise ConfigError(f"write_gltf_animation: fps must be > 0, got {fps}")
-    anim = _for_channels(rig.channel_names, weights)
+    anim = weights_for_channels(rig.channel_names, weights)
     if avatar is None or avatar.texture is None:
         save_gltf(rig, Path(path), animation=anim, fps=fps)
     else:
@@ -335,7 +337,7 @@ def write_preview_video(
     from facexpr.avatars.render import Renderer, RenderOptions
     from facexpr.io.video import VideoReader, VideoWriter
 
-    w = _for_channels(avatar.channel_names, weights)
+    w = weights_for_channels(avatar.channel_names, weights)
     if size < 16 or size % 2:
         raise ConfigError(f"write_preview_video: size must be an even number >= 16, got {size}")
     if pose is not None and np.asarray(pose).shape != (len(w), 3):

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from facexpr import __version__
+from facexpr.cli import animate as animate_cli
 from facexpr.cli import avatar as avatar_cli
 from facexpr.cli import datasets as datasets_cli
 from facexpr.cli import evaluate as evaluate_cli
@@ -213,28 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
         "are verified and kept (the result is the same as an uninterrupted run)",
     )
 
-    an = sub.add_parser(
-        "animate",
-        help="drive an avatar with the blendshapes of an analysed video",
-        description="Read a table written by 'facexpr analyze --blendshapes fit' and export the "
-        "face's animation: Live Link Face CSV, JSON, glTF with a morph-weight animation, and a "
-        "preview video (beside the source video when given).",
-    )
-    an.add_argument("table", metavar="TABLE")
-    an.add_argument(
-        "--avatar",
-        default="ict",
-        help="avatar name (see facexpr.avatars.list_avatars) or a .glb/.gltf file with ARKit-named "
-        "morph targets (default: ict)",
-    )
-    an.add_argument("--face-id", type=int, default=None, help="face to follow (default: main)")
-    an.add_argument("--livelink", metavar="CSV", help="Live Link Face CSV output")
-    an.add_argument("--json", metavar="JSON", help="JSON output (fps, names, frames)")
-    an.add_argument("--gltf", metavar="GLB", help="glTF/GLB output with the animation")
-    an.add_argument("--preview", metavar="MP4", help="preview video output")
-    an.add_argument("--source", metavar="VIDEO", help="source video shown beside the preview")
-    an.add_argument("--no-head-pose", action="store_true", help="keep the avatar's head still")
-
+    animate_cli.add_parser(sub)
     train_cli.add_parser(sub)
     similar_cli.add_parser(sub)
     evaluate_cli.add_parser(sub)
@@ -519,65 +499,6 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
-def _avatar(spec: str):
-    """Returns a registered avatar, or the avatar of the glTF/GLB file ``spec``."""
-    from pathlib import Path
-
-    from facexpr.avatars.avatar import avatar_from_gltf, get_avatar
-
-    path = Path(spec)
-    if path.suffix.lower() in (".glb", ".gltf"):
-        return avatar_from_gltf(path)
-    return get_avatar(spec)
-
-
-def cmd_animate(args: argparse.Namespace) -> int:
-    from facexpr.animate.retarget import track_from_file
-    from facexpr.avatars import export
-
-    outputs = (args.livelink, args.json, args.gltf, args.preview)
-    if not any(outputs):
-        raise ConfigError("nothing to write: give --livelink, --json, --gltf or --preview")
-    track = track_from_file(args.table, face_id=args.face_id)
-    # Load the avatar before writing anything, so a bad avatar file leaves no output behind.
-    avatar = _avatar(args.avatar) if (args.gltf or args.preview) else None
-    pose = None if args.no_head_pose else track.pose
-    written = []
-    if args.livelink:
-        written.append(
-            export.write_live_link_csv(args.livelink, track.weights, fps=track.fps, head_pose=pose)
-        )
-    if args.json:
-        written.append(export.write_json(args.json, track.weights, fps=track.fps))
-    if args.gltf:
-        # The exporter maps the ARKit weights onto the rig's channels itself.
-        written.append(
-            export.write_gltf_animation(
-                args.gltf, avatar.rig, track.weights, fps=track.fps, avatar=avatar
-            )
-        )
-    if args.preview:
-        written.append(
-            export.write_preview_video(
-                args.preview,
-                avatar,
-                track.weights,
-                fps=track.fps,
-                pose=pose,
-                source_video=args.source,
-                progress=sys.stderr.isatty(),
-            )
-        )
-    for p in written:
-        print(p)
-    print(
-        f"facexpr: {len(track.weights)} frames at {track.fps:.2f} fps, face present in "
-        f"{int(track.present.sum())}",
-        file=sys.stderr,
-    )
-    return 0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -592,7 +513,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "synth":
             return cmd_synth(args)
         if args.command == "animate":
-            return cmd_animate(args)
+            return animate_cli.run(args)
         if args.command == "train":
             return train_cli.run(args)
         if args.command == "similar":

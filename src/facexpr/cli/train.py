@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
@@ -36,18 +37,34 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     t.add_argument("--out", "-o", metavar="RUN_DIR", help="new run folder (default runs/RECIPE)")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument(
+        "--add-avatar",
+        action="append",
+        default=[],
+        metavar="NAME_OR_GLB",
+        help="animator only: add this avatar (a .glb/.gltf with morph targets, or a name) to the "
+        "finished animator of --set model.init=RUN_DIR, training only its identity code and "
+        "output layer (the other avatars stay exactly as they were); repeatable",
+    )
     return t
 
 
 def run(args: argparse.Namespace) -> int:
     """Runs ``facexpr train``; returns the exit code (errors propagate to ``main``: exit 2)."""
+    from facexpr.core.errors import ConfigError
     from facexpr.train.main import train
 
     rank = int(os.environ.get("RANK", "0"))
+    overrides = list(args.overrides)
+    if args.add_avatar:
+        if args.recipe != "animator":
+            raise ConfigError("--add-avatar is for 'facexpr train animator' only")
+        listed = ", ".join(json.dumps(a) for a in args.add_avatar)
+        overrides.append(f"model.add_avatars=[{listed}]")
     result = train(
         args.recipe,
         config=args.config,
-        overrides=args.overrides,
+        overrides=overrides,
         out=args.out,
         resume=args.resume,
         progress=not args.no_progress and sys.stderr.isatty() and rank == 0,

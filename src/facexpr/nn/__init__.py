@@ -1,14 +1,17 @@
 """facexpr.nn: networks (tensors in, tensors out) and the model registry.
 
 Importing it fills the registry (explicit imports, no lookup by globals): the fxvit encoders
-(:mod:`.vit`), the expression encoder (:mod:`.expression`) and the training-time teachers
+(:mod:`.vit`), the expression encoder (:mod:`.expression`),
+the animator (:mod:`.animator`) and the training-time teachers
 (:mod:`.teachers`). ``nn`` imports ``facexpr.core`` only.
 """
 
 from facexpr.nn import analysis as _analysis  # noqa: F401  (registers "analysis")
+from facexpr.nn import animator as _animator  # noqa: F401  (registers "animator")
 from facexpr.nn import expression as _expression  # noqa: F401  (registers "expression")
 from facexpr.nn import vit as _vit  # noqa: F401  (registers the fxvit encoders)
 from facexpr.nn.analysis import FaceAnalysisModel
+from facexpr.nn.animator import MultiAvatarAnimator
 from facexpr.nn.expression import ExpressionEncoder
 from facexpr.nn.heads import EmbeddingHead
 from facexpr.nn.losses import triplet_accuracy, triplet_loss
@@ -33,6 +36,7 @@ __all__ = [
     "ExpressionEncoder",
     "FaceAnalysisModel",
     "MaskedAutoencoder",
+    "MultiAvatarAnimator",
     "VisionTransformer",
     "WeightsCard",
     "create_model",
