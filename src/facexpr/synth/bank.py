@@ -315,6 +315,31 @@ def _entry(d: Any, path: Path, k: int) -> BankEntry:
     return e
 
 
+def _check_glb(path: Path, man: Path) -> None:
+    """Checks that a listed ``.glb`` exists and has a whole GLB header (magic, version 2, the
+    length of the file); its content is checked when it is loaded."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+    except FileNotFoundError:
+        raise InputError(
+            path, f"listed in {man} but missing; rerun 'facexpr synth identities' into this "
+            "folder to capture it again",
+        ) from None  # fmt: skip
+    except OSError as e:
+        raise InputError(path, f"cannot read ({e.strerror})") from None
+    ok = len(head) == 12 and head[:4] == b"glTF"
+    if not ok or int.from_bytes(head[4:8], "little") != 2:
+        raise InputError(path, "not a glTF binary (.glb) file; capture it again")
+    said = int.from_bytes(head[8:12], "little")
+    if said != size:
+        raise InputError(
+            path, f"truncated or damaged .glb (its header says {said} bytes, the file has "
+            f"{size}); capture it again",
+        )  # fmt: skip
+
+
 def load_bank(folder: str | Path, *, check_files: bool = True) -> Bank:
     """Returns the bank in ``folder``.
 
@@ -350,11 +375,7 @@ def load_bank(folder: str | Path, *, check_files: bool = True) -> Bank:
     )  # fmt: skip
     if check_files:
         for e in entries:
-            if not (folder / e.file).is_file():
-                raise InputError(
-                    folder / e.file, f"listed in {man} but missing; rerun 'facexpr synth "
-                    "identities' into this folder to capture it again",
-                )  # fmt: skip
+            _check_glb(folder / e.file, man)
     if not entries:
         why = f" ({len(failures)} sources failed, see its failures)" if failures else ""
         raise InputError(man, f"the identity bank has no captured identity{why}")
