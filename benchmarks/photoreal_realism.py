@@ -171,7 +171,12 @@ def real_crops(bank_sources: set[str], n: int, size: int, fe_align: FaceFrontEnd
         p = utk.path(int(i))
         if p.name in bank_sources:
             continue
-        r = _largest(fe_align.process(Frame(image=utk.image(int(i)), source=str(p))))
+        img = utk.image(int(i))
+        r = _largest(fe_align.process(Frame(image=img, source=str(p))))
+        if r is None:  # the detector misses faces filling the photo: add a border, as the bank
+            pad = max(img.shape[:2]) // 2
+            img = np.pad(img, ((pad, pad), (pad, pad), (0, 0)), constant_values=128)
+            r = _largest(fe_align.process(Frame(image=img, source=str(p))))
         if r is None or r.faces[0].aligned is None:
             continue
         out.append((utk.names[int(i)].subject_id, r.faces[0].aligned))

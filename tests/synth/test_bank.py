@@ -71,6 +71,25 @@ def test_a_photo_without_a_face_is_listed_with_its_reason(bank) -> None:
     assert not (d / f"{Path(NO_FACE).stem}.glb").exists()
 
 
+def test_a_face_filling_the_photo_is_captured_with_a_border(
+    shared_dir: Path, tmp_path: Path
+) -> None:
+    from facexpr.core.types import Frame
+    from facexpr.faces import FaceFrontEnd, FaceFrontEndOptions
+    from facexpr.io.images import read_image
+
+    # A UTKFace crop whose face fills the photo: the detector misses it as it is.
+    tight = shared_dir / "datasets/utkface/UTKFace/10_0_0_20170110225402690.jpg.chip.jpg"
+    if not tight.is_file():
+        pytest.skip(f"UTKFace not found at {tight.parent}")
+    with FaceFrontEnd(FaceFrontEndOptions(align_size=0, pose=False)) as fe:
+        assert fe.process(Frame(read_image(tight), source="t")).faces == ()
+    rep = build_bank([tight], tmp_path / "b", OPTS)
+    assert rep.captured == [tight.stem]
+    (entry,) = load_bank(tmp_path / "b").entries
+    assert entry.notes == ("no face found in the photo as it is; captured with a border around it",)
+
+
 def test_a_rerun_skips_what_is_done(bank, media_dir: Path) -> None:
     d, _ = bank
     stamps = {p.name: p.stat().st_mtime_ns for p in d.glob("*.glb")}

@@ -383,6 +383,27 @@ def load_bank(folder: str | Path, *, check_files: bool = True) -> Bank:
     return Bank(folder, entries, failures, options, digest)
 
 
+def _is_photo(path: str) -> bool:
+    from facexpr.io.images import is_image_path
+
+    return is_image_path(Path(path))
+
+
+def _capture_padded(path: str, options: Any) -> Any:
+    """Captures a photo framed with a grey border of half its longer side on every side."""
+    import numpy as np
+
+    from facexpr.core.types import Frame
+    from facexpr.io.images import read_image
+    from facexpr.synth.capture import capture_frames
+
+    img = read_image(path)
+    pad = max(img.shape[:2]) // 2
+    big = np.pad(img, ((pad, pad), (pad, pad), (0, 0)), constant_values=128)
+    note = ("no face found in the photo as it is; captured with a border around it",)
+    return capture_frames([Frame(big, source=str(path))], path, options, notes=note)
+
+
 def _capture_one(job: tuple[BankSource, BankOptions, str]) -> tuple[str, dict[str, Any]]:
     """Captures one source into ``folder``; returns ("ok", entry) or ("fail", failure)."""
     from facexpr.avatars.gltf import save_avatar_gltf
@@ -390,18 +411,23 @@ def _capture_one(job: tuple[BankSource, BankOptions, str]) -> tuple[str, dict[st
     from facexpr.synth.capture import CaptureOptions, capture
 
     src, o, folder = job
+    co = CaptureOptions(
+        texture=TextureOptions(size=o.texture_size),
+        frames=o.frames,
+        sample_frames=max(48, o.frames),
+        several=o.several,
+        min_face_score=o.min_face_score,
+        name=src.key,
+    )
     try:
-        r = capture(
-            src.path,
-            CaptureOptions(
-                texture=TextureOptions(size=o.texture_size),
-                frames=o.frames,
-                sample_frames=max(48, o.frames),
-                several=o.several,
-                min_face_score=o.min_face_score,
-                name=src.key,
-            ),
-        )
+        try:
+            r = capture(src.path, co)
+        except InputError as e:
+            if e.problem != "no face found" or not _is_photo(src.path):
+                raise
+            # The detector misses faces that fill the photo (tight crops such as UTKFace's):
+            # try again with a border of half the photo's side around it.
+            r = _capture_padded(src.path, co)
         save_avatar_gltf(r.avatar, Path(folder) / f"{src.key}.glb")
     except FacexprError as e:
         reason = e.problem if isinstance(e, InputError) else str(e)
