@@ -331,3 +331,17 @@ def test_cli_identities_number_still_means_a_count(tmp_path: Path) -> None:
     out = tmp_path / "s"
     assert main(["synth", "--identities", "2", "--n", "2", "--size", "64", "-o", str(out)]) == 0
     assert read_manifest(out).attributes["options"]["n_identities"] == 2
+
+
+def test_cli_synth_from_a_source_captures_a_bank_first(
+    media_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from facexpr.cli.main import main
+
+    out = tmp_path / "s"
+    code = main(["synth", "--identities", str(media_dir / FACES[0]), "--n", "2", "--size", "64",
+                 "--texture-size", "32", "-o", str(out)])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    b = load_bank(tmp_path / "s_bank")
+    assert [e.person for e in b.entries] == [Path(FACES[0]).stem]
+    assert {s.subject_id for s in ShardDataset(out, shuffle_buffer=0)} == {Path(FACES[0]).stem}
