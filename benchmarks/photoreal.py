@@ -127,7 +127,7 @@ def main() -> None:
             "size": args.size,
             "render_size": 320,
             "identity_block": 8,
-            "textured_light": "relight",
+            "textured_light": SynthOptions().textured_light,
         },
         "runs": runs,
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -108,9 +108,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     sy.add_argument(
         "--light",
         choices=("relight", "unlit"),
-        default="relight",
-        help="captured identities: 'relight' (default) shades their texture mildly with the "
-        "drawn light; 'unlit' shows the texture (the photo's own light) as it is",
+        default="unlit",
+        help="captured identities: 'unlit' (default) shows their texture (the photo's own "
+        "light) as it is; 'relight' shades it mildly with the drawn light",
     )
     sy.add_argument(
         "--backgrounds",

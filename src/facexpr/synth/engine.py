@@ -111,10 +111,11 @@ class SynthOptions:
             bank identity is loaded from its file once per block. Default 8 with a bank, else 1
             (each sample draws its identity).
         textured_light: how a textured (captured) identity is lit. Its texture holds the photo's
-            own light, so ``"unlit"`` shows the texture as it is (the drawn light unused), and
-            ``"relight"`` (default) multiplies it by a mild first-order shading of the drawn
+            own light, so ``"unlit"`` (default) shows the texture as it is (the drawn light
+            unused), and ``"relight"`` multiplies it by a mild first-order shading of the drawn
             light (ambient 0.7-0.9, diffuse the rest, little specular), so pose and light still
-            change the shading.
+            change the shading. Unlit faces were the harder to tell from real photos
+            (``docs/photoreal.md``).
     """
 
     avatars: tuple[str, ...] = ("ict",)
@@ -143,7 +144,7 @@ class SynthOptions:
     bank_split: Literal["all", "train", "test"] = "all"
     test_fraction: float = 0.2
     identity_block: int | None = None
-    textured_light: Literal["relight", "unlit"] = "relight"
+    textured_light: Literal["relight", "unlit"] = "unlit"
 
     def __post_init__(self) -> None:
         if self.pair_size < 1:
