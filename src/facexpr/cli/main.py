@@ -18,6 +18,7 @@ from facexpr.cli import datasets as datasets_cli
 from facexpr.cli import evaluate as evaluate_cli
 from facexpr.cli import plot as plot_cli
 from facexpr.cli import similar as similar_cli
+from facexpr.cli import synth as synth_cli
 from facexpr.cli import train as train_cli
 from facexpr.cli._args import positive_float as _positive_float
 from facexpr.cli._args import positive_int as _positive_int
@@ -157,62 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("info", help="print versions, models and devices")
 
-    sy = sub.add_parser(
-        "synth",
-        help="render labelled synthetic faces into a dataset",
-        description="Render ICT FaceKit avatars with sampled identities, expressions (emotion "
-        "prototypes, blends, sparse actions, neutral), pose, light, skin tone and background, "
-        "and write aligned crops with exact labels (rig weights, ARKit weights, AU "
-        "intensities, 68 landmarks, head pose, identity, emotion) as dataset shards.",
-    )
-    sy.add_argument(
-        "--avatar",
-        action="append",
-        default=None,
-        metavar="NAME",
-        help="avatar to render (repeatable; default: ict)",
-    )
-    sy.add_argument("--n", type=_positive_int, default=1000, help="faces to render")
-    sy.add_argument("--size", type=_positive_int, default=224, help="crop side in px")
-    sy.add_argument("--out", "-o", required=True, metavar="DIR")
-    sy.add_argument("--seed", type=int, default=0)
-    sy.add_argument("--workers", type=_positive_int, default=1)
-    sy.add_argument(
-        "--pair-size",
-        type=_positive_int,
-        default=1,
-        help="K consecutive faces share one expression on K identities (triplet positives)",
-    )
-    sy.add_argument(
-        "--identities",
-        type=_positive_int,
-        default=None,
-        help="number of distinct identities (default: n / 50, at least 1)",
-    )
-    sy.add_argument(
-        "--backgrounds",
-        metavar="DIR",
-        default=None,
-        help="folder of photos (searched recursively) to use as backgrounds: each face then gets "
-        "a random crop of one of them, a solid colour, a gradient or smooth noise, 1 in 4 each "
-        "(without it, the last three, 1 in 3 each). Every image file in DIR must be a usable "
-        "photo of 20-8000 px a side; the folder is checked before rendering starts",
-    )
-    sy.add_argument(
-        "--samples-per-shard",
-        type=_positive_int,
-        default=1000,
-        metavar="N",
-        help="faces per shard file (default: 1000)",
-    )
-    sy_mode = sy.add_mutually_exclusive_group()
-    sy_mode.add_argument("--overwrite", action="store_true", help="replace a dataset in DIR")
-    sy_mode.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue an interrupted run into DIR with the same options: its finished shards "
-        "are verified and kept (the result is the same as an uninterrupted run)",
-    )
+    synth_cli.add_parser(sub)
 
     animate_cli.add_parser(sub)
     train_cli.add_parser(sub)
@@ -462,43 +408,6 @@ def cmd_dataset(args: argparse.Namespace) -> int:
     return 0
 
 
-_SYNTH_BACKGROUNDS = ("solid", "gradient", "noise")
-
-
-def cmd_synth(args: argparse.Namespace) -> int:
-    from facexpr.synth import SynthOptions, generate
-
-    options = SynthOptions(
-        avatars=tuple(args.avatar or ["ict"]),
-        n=args.n,
-        size=args.size,
-        seed=args.seed,
-        workers=args.workers,
-        n_identities=args.identities,
-        background=_SYNTH_BACKGROUNDS + (("photos",) if args.backgrounds else ()),
-        background_dir=args.backgrounds,
-        samples_per_shard=args.samples_per_shard,
-        pair_size=args.pair_size,
-    )
-    try:
-        manifest = generate(
-            options,
-            args.out,
-            progress=sys.stderr.isatty(),
-            overwrite=args.overwrite,
-            resume=args.resume,
-        )
-    except KeyboardInterrupt:
-        print(
-            f"facexpr: interrupted; the finished shards in {args.out} are kept: rerun with "
-            "--resume to continue",
-            file=sys.stderr,
-        )
-        return 130
-    print(f"{args.out}: {manifest.n_samples} faces in {len(manifest.shards)} shards")
-    return 0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -511,7 +420,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "dataset":
             return cmd_dataset(args)
         if args.command == "synth":
-            return cmd_synth(args)
+            return synth_cli.run(args)
         if args.command == "animate":
             return animate_cli.run(args)
         if args.command == "train":

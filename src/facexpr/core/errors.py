@@ -30,6 +30,11 @@ class InputError(FacexprError):
         self.problem = problem
         super().__init__(f"{self.path}: {problem}" if self.path is not None else problem)
 
+    def __reduce__(self) -> tuple:
+        # Pickled by its fields (a worker process sends it back to its pool); the default,
+        # ``cls(*self.args)``, would call ``__init__`` with the message alone and fail.
+        return (type(self), (self.path, self.problem), self.__dict__)
+
 
 class MissingDependencyError(FacexprError, ImportError):
     """An optional dependency is not installed; the message names the extra to install."""

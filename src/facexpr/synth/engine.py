@@ -24,15 +24,16 @@ import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from facexpr.avatars.facs import AU_NAMES, arkit_to_au
-from facexpr.core.errors import ConfigError
+from facexpr.core.errors import ConfigError, InputError
 from facexpr.faces.align import align_face
 from facexpr.io.shard_writer import ShardWriter
 from facexpr.io.shards import LabelField, Manifest, Sample, encode_png, subject_split
+from facexpr.synth.bank import BANK_FILE, Bank, BankAvatars, load_bank, person_split
 from facexpr.synth.compose import BackgroundKind, draw_background, list_photos
 from facexpr.synth.expressions import EMOTION_LABELS, ExpressionSampler, ExpressionSamplerOptions
 
@@ -98,6 +99,23 @@ class SynthOptions:
             render the same expression (drawn from group ``g``'s own seed) on k different
             identities (when there are k), each with its own pose, light and background: exact
             positive pairs for expression triplets. 1 (default) draws an expression per sample.
+        identity_bank: a bank folder of captured real people (:mod:`facexpr.synth.bank`): its
+            textured identities are rendered, besides those of ``avatars`` (give
+            ``avatars=()`` for the bank alone); ``subject_id`` is the source person.
+        bank_split: the bank's people rendered: ``"all"``, or only those of the ``"train"`` or
+            ``"test"`` split (:func:`facexpr.synth.bank.person_split`, a stable hash of the
+            person id).
+        test_fraction: share of the people in the test split, in [0, 1].
+        identity_block: consecutive samples ``b*k .. b*k+k-1`` share one identity (drawn from
+            block ``b``'s seed), each with its own expression, pose, light and background; a
+            bank identity is loaded from its file once per block. Default 8 with a bank, else 1
+            (each sample draws its identity).
+        textured_light: how a textured (captured) identity is lit. Its texture holds the photo's
+            own light, so ``"unlit"`` (default) shows the texture as it is (the drawn light
+            unused), and ``"relight"`` multiplies it by a mild first-order shading of the drawn
+            light (ambient 0.7-0.9, diffuse the rest, little specular), so pose and light still
+            change the shading. Unlit faces were the harder to tell from real photos
+            (``docs/photoreal.md``).
     """
 
     avatars: tuple[str, ...] = ("ict",)
@@ -122,12 +140,38 @@ class SynthOptions:
     png_compression: int = 3
     antialias: int = 2
     pair_size: int = 1
+    identity_bank: str | None = None
+    bank_split: Literal["all", "train", "test"] = "all"
+    test_fraction: float = 0.2
+    identity_block: int | None = None
+    textured_light: Literal["relight", "unlit"] = "unlit"
 
     def __post_init__(self) -> None:
         if self.pair_size < 1:
             raise ConfigError(f"SynthOptions.pair_size must be >= 1, got {self.pair_size}")
-        if not self.avatars:
-            raise ConfigError("SynthOptions.avatars: give at least one avatar name")
+        if not self.avatars and self.identity_bank is None:
+            raise ConfigError(
+                "SynthOptions.avatars: give at least one avatar name or an identity_bank"
+            )
+        if self.bank_split not in ("all", "train", "test"):
+            raise ConfigError(
+                f"SynthOptions.bank_split must be 'all', 'train' or 'test', got {self.bank_split!r}"
+            )
+        if not 0.0 <= self.test_fraction <= 1.0:
+            raise ConfigError(
+                f"SynthOptions.test_fraction must be in [0, 1], got {self.test_fraction}"
+            )
+        if self.identity_block is not None and self.identity_block < 1:
+            raise ConfigError(
+                f"SynthOptions.identity_block must be >= 1, got {self.identity_block}"
+            )
+        if self.textured_light not in ("relight", "unlit"):
+            raise ConfigError(
+                "SynthOptions.textured_light must be 'relight' or 'unlit', got "
+                f"{self.textured_light!r}"
+            )
+        if self.identity_bank is None and (self.bank_split != "all"):
+            raise ConfigError("SynthOptions.bank_split needs an identity_bank")
         if self.n < 1:
             raise ConfigError(f"SynthOptions.n must be >= 1, got {self.n}")
         if self.size < 16 or self.render_size < self.size:
@@ -178,6 +222,13 @@ class SynthOptions:
         """Number of random ICT identities."""
         return self.n_identities if self.n_identities is not None else max(1, self.n // 50)
 
+    @property
+    def block(self) -> int:
+        """Consecutive samples that share an identity (see ``identity_block``)."""
+        if self.identity_block is not None:
+            return self.identity_block
+        return 8 if self.identity_bank is not None else 1
+
 
 @dataclass(frozen=True, slots=True)
 class SynthSample:
@@ -198,18 +249,38 @@ class SynthSample:
     provenance: dict[str, Any]
 
 
-def _identity_list(options: SynthOptions) -> list[tuple[str, int]]:
-    """Returns (avatar name, identity number) for every identity of the dataset."""
+def _load_bank(options: SynthOptions) -> Bank | None:
+    return None if options.identity_bank is None else load_bank(options.identity_bank)
+
+
+def _identity_list(options: SynthOptions, bank: Bank | None = None) -> list[tuple[str, int]]:
+    """Returns (avatar name, identity number) for every identity of the dataset; bank entries
+    are ``("bank", entry index)``.
+
+    Raises:
+        InputError: the bank has no person in the chosen split.
+    """
     out: list[tuple[str, int]] = []
     for name in options.avatars:
         if name == "ict":
             out.extend(("ict", k) for k in range(options.identities))
         else:
             out.append((name, 0))
+    if bank is not None:
+        chosen = bank.select(options.bank_split, options.test_fraction)
+        if not chosen:
+            raise InputError(
+                bank.folder / BANK_FILE, f"no person of the bank is in the '{options.bank_split}' "
+                f"split (test fraction {options.test_fraction}, {len(bank.entries)} identities)",
+            )  # fmt: skip
+        out.extend(("bank", k) for k in chosen)
     return out
 
 
-def _subject_id(name: str, k: int) -> str:
+def _subject_id(name: str, k: int, bank: Bank | None = None) -> str:
+    if name == "bank":
+        assert bank is not None
+        return bank.entries[k].person
     return f"ict-{k:05d}" if name == "ict" else name
 
 
@@ -230,12 +301,18 @@ class _Scene:
                 samples=options.antialias,
             )
         )
-        self.identities = _identity_list(options)
+        self.bank = _load_bank(options)
+        self.bank_avatars = None if self.bank is None else BankAvatars(self.bank)
+        self.identities = _identity_list(options, self.bank)
         self.photos = list_photos(options.background_dir) if "photos" in options.backgrounds else ()
         self._avatars: dict[tuple[str, int], tuple[Any, Any]] = {}
 
     def avatar(self, name: str, k: int) -> tuple[Any, tuple[float, float, float] | None]:
-        """Returns the avatar of identity ``(name, k)`` and its skin tone (cached)."""
+        """Returns the avatar of identity ``(name, k)`` and its skin tone (cached; None for
+        avatars with their own look or texture)."""
+        if name == "bank":
+            assert self.bank_avatars is not None
+            return self.bank_avatars.avatar(k), None
         key = (name, k)
         if key not in self._avatars:
             from facexpr.avatars.avatar import get_avatar
@@ -259,6 +336,7 @@ class _Scene:
 
 
 _SCENE: _Scene | None = None
+_DEFAULTS = SynthOptions()
 
 
 def _worker_init(options: SynthOptions) -> None:
@@ -289,6 +367,26 @@ def _draw_light(rng: np.random.Generator, kind: str) -> dict[str, Any]:
     }
 
 
+def _relight(light: dict[str, Any], mode: str) -> dict[str, Any]:
+    """Returns the light of a textured identity, from the sample's drawn light (no new draws).
+
+    The texture already holds the photo's shading: ``"unlit"`` shows it as it is; ``"relight"``
+    keeps most of it (ambient 0.7-0.9 from the drawn intensity) and adds the drawn direction's
+    Lambert term for the rest, so frontal skin stays near the texture's brightness.
+    """
+    if mode == "unlit":
+        return {"direction": light["direction"], "intensity": 0.0, "ambient": 1.0,
+                "color": (1.0, 1.0, 1.0), "specular": 0.0}  # fmt: skip
+    ambient = 0.9 - 0.4 * (float(light["intensity"]) - 0.5)
+    return {
+        "direction": light["direction"],
+        "intensity": round(1.05 - ambient, 6),
+        "ambient": round(ambient, 6),
+        "color": light["color"],
+        "specular": 0.3,
+    }
+
+
 def _crop_pose(pose: tuple[float, float, float], m: np.ndarray) -> np.ndarray:
     """Returns (3,) float32 pitch, yaw, roll in degrees of the head as seen in the aligned crop.
 
@@ -308,11 +406,19 @@ def _crop_pose(pose: tuple[float, float, float], m: np.ndarray) -> np.ndarray:
     return np.degrees(np.array([pitch, yaw, roll])).astype(np.float32)
 
 
-def _align(rig: Any, result: Any, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Returns the crop, its 68 landmarks (px in the crop) and the (2, 3) image -> crop matrix."""
+def _align(
+    rig: Any, result: Any, size: int, id_map: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Returns the crop, its 68 landmarks (px in the crop) and the (2, 3) image -> crop matrix.
+
+    ``id_map`` maps ICT vertex ids to the rig's (the atlas rig of captured identities duplicates
+    vertices at the UV seams).
+    """
     from facexpr.avatars.fitting import correspondence  # imports torch: only when rendering
 
     ids = np.asarray(correspondence()["ibug68"])
+    if id_map is not None:
+        ids = id_map[ids]
     if rig.n_vertices > ids.max() and rig.landmark_vertices is not None:  # ICT topology
         src = result.project(ids).astype(np.float64)
     else:  # another rig: its own landmark vertices
@@ -327,6 +433,13 @@ def render_sample(scene: _Scene, index: int) -> SynthSample:
     o = scene.options
     rng = np.random.default_rng(np.random.SeedSequence(o.seed, spawn_key=(0, index)))
     name, k = scene.identities[int(rng.integers(len(scene.identities)))]
+    if o.block > 1:
+        # The sample's own draw above is kept (so the expression, pose and light draws that
+        # follow are those of the same seed without blocks); the block's generator picks.
+        brng = np.random.default_rng(
+            np.random.SeedSequence(o.seed, spawn_key=(3, index // o.block))
+        )
+        name, k = scene.identities[int(brng.integers(len(scene.identities)))]
     if o.pair_size > 1:
         # One expression per group, on distinct identities: the group's own generator draws both.
         group, j = divmod(index, o.pair_size)
@@ -341,10 +454,15 @@ def render_sample(scene: _Scene, index: int) -> SynthSample:
     kind = o.backgrounds[int(rng.integers(len(o.backgrounds)))]
     bg = draw_background(rng, kind, o.render_size, o.render_size, scene.photos)  # type: ignore[arg-type]
     avatar, skin = scene.avatar(name, k)
+    shown = light
+    id_map = None
+    if name == "bank":
+        shown = _relight(light, o.textured_light)
+        id_map = scene.bank_avatars.ict_to_atlas  # type: ignore[union-attr]
     result = scene.renderer.render(
-        avatar, expr.ict_weights, pose=(pitch, yaw, roll), light=light, background=bg, skin=skin
+        avatar, expr.ict_weights, pose=(pitch, yaw, roll), light=shown, background=bg, skin=skin
     )
-    crop, lm, m = _align(avatar.rig, result, o.size)
+    crop, lm, m = _align(avatar.rig, result, o.size, id_map)
     crop_pose = _crop_pose((pitch, yaw, roll), m)
     labels: dict[str, Any] = {
         "ict_weights": expr.ict_weights,
@@ -362,14 +480,14 @@ def render_sample(scene: _Scene, index: int) -> SynthSample:
     prov = {
         "seed": o.seed,
         "index": index,
-        "avatar": name,
+        "avatar": f"bank:{avatar.name}" if name == "bank" else name,
         "expression": expr.kind,
         **({"expression_group": index // o.pair_size} if o.pair_size > 1 else {}),
         "render_pose": [round(v, 4) for v in (pitch, yaw, roll)],
         "background": kind,
-        "light": light,
+        "light": shown,
     }
-    return SynthSample(index, crop, labels, _subject_id(name, k), prov)
+    return SynthSample(index, crop, labels, _subject_id(name, k, scene.bank), prov)
 
 
 def _work(index: int) -> tuple[int, bytes, dict[str, Any], str, dict[str, Any]]:
@@ -448,10 +566,24 @@ def generate(
     """
     if "photos" in options.backgrounds:
         list_photos(options.background_dir)  # type: ignore[arg-type]  # a bad folder fails first
+    bank = _load_bank(options)  # a bad bank fails before anything is written
     opts = asdict(options)
     opts["expressions"] = asdict(options.expressions)
     del opts["workers"]  # does not change the data; the manifest must not depend on it
-    identities = _identity_list(options)
+    # Options at their defaults that came with identity banks are left out, so the manifests
+    # of datasets made without them stay as they were.
+    for k in ("identity_bank", "bank_split", "test_fraction", "identity_block", "textured_light"):
+        if opts[k] == getattr(_DEFAULTS, k):
+            del opts[k]
+    if bank is not None:
+        opts["identity_bank"] = str(Path(options.identity_bank).resolve())  # type: ignore[arg-type]
+    identities = _identity_list(options, bank)
+    extra: dict[str, Any] = {}
+    if bank is not None:
+        extra["identity_bank"] = {
+            "sha256": bank.sha256,
+            "entries": [bank.entries[k].key for n, k in identities if n == "bank"],
+        }
     writer = ShardWriter(
         out_dir,
         samples_per_shard=options.samples_per_shard,
@@ -461,7 +593,8 @@ def generate(
             "options": opts,
             "au_names": list(AU_NAMES),
             "emotion_labels": list(EMOTION_LABELS),
-            "identities": [_subject_id(n, k) for n, k in identities],
+            "identities": [_subject_id(n, k, bank) for n, k in identities],
+            **extra,
         },
         overwrite=overwrite,
         resume=resume,
@@ -481,7 +614,14 @@ def generate(
                 Sample(f"{index:09d}", png, labels, f"synth:{prov['avatar']}", subject_id, prov)
             )
             subjects.append(subject_id)
-        if len(set(subjects)) >= 3:
+        if bank is not None:
+            # By source person, stable across seeds and datasets: a person in the test split of
+            # one dataset is in no other's train split.
+            frac = options.test_fraction
+            uniq = sorted(set(subjects))
+            writer.set_splits({sp: [s for s in uniq if person_split(s, frac) == sp]
+                               for sp in ("train", "test")})  # fmt: skip
+        elif len(set(subjects)) >= 3:
             writer.set_splits(subject_split(subjects, {"train": 0.8, "val": 0.1, "test": 0.1},
                                             seed=options.seed))  # fmt: skip
     return writer.close()
