@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
 RECIPE_HELP = (
     "'mae' (stage 1: masked-autoencoder pretraining on face shards), 'expression' (stage 2: "
-    "triplet fine-tuning into the expression embedding), or 'package.module:Class'"
+    "triplet fine-tuning into the expression embedding), 'heads' (the analysis heads), "
+    "'renderer' (the multi-avatar neural renderer), or 'package.module:Class'"
 )
 
 
@@ -36,7 +38,41 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     t.add_argument("--out", "-o", metavar="RUN_DIR", help="new run folder (default runs/RECIPE)")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument(
+        "--base",
+        metavar="RENDERER",
+        help="renderer only: the trained renderer (run folder or renderer.safetensors) that "
+        "--add-avatar extends (sets model.base)",
+    )
+    t.add_argument(
+        "--add-avatar",
+        dest="add_avatars",
+        action="append",
+        default=[],
+        metavar="GLB_OR_NAME",
+        help="renderer only: add this avatar (a glTF/GLB file with morph targets, or an avatar "
+        "name) to --base, training only its input layer and identity code, so the other "
+        "avatars render exactly as before (repeatable; sets data.add_avatars)",
+    )
     return t
+
+
+def _renderer_overrides(args: argparse.Namespace) -> list[str]:
+    """Returns the ``--set`` overrides that ``--base`` and ``--add-avatar`` stand for."""
+    from facexpr.core.errors import ConfigError
+
+    if not args.base and not args.add_avatars:
+        return []
+    if args.recipe != "renderer":
+        raise ConfigError("--base and --add-avatar are options of `facexpr train renderer` only")
+    if args.resume:
+        raise ConfigError("--base and --add-avatar cannot be given with --resume")
+    out = []
+    if args.base:
+        out.append(f"model.base={args.base}")
+    if args.add_avatars:
+        out.append(f"data.add_avatars={json.dumps(list(args.add_avatars))}")
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     result = train(
         args.recipe,
         config=args.config,
-        overrides=args.overrides,
+        overrides=[*args.overrides, *_renderer_overrides(args)],
         out=args.out,
         resume=args.resume,
         progress=not args.no_progress and sys.stderr.isatty() and rank == 0,
