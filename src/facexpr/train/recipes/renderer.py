@@ -261,7 +261,13 @@ class RendererRecipe(Recipe):
             ]
         ).astype(np.int64)
         boxes = np.concatenate([np.broadcast_to(p.boxes, (len(p.weights), 2, 4)) for p in parts])
-        return _Pairs(np.concatenate([p.images for p in parts]), weights, idx, boxes)
+        images = np.concatenate([p.images for p in parts])
+        if split != "train":
+            # Avatars interleaved, so that every evaluation batch and picture shows each of them.
+            within = np.concatenate([np.arange(len(p.weights)) for p in parts])
+            order = np.lexsort((idx, within))
+            images, weights, idx, boxes = images[order], weights[order], idx[order], boxes[order]
+        return _Pairs(images, weights, idx, boxes)
 
     def _model_avatars(self) -> list[str]:
         base = list(self._base_card.config.get("avatars", ())) if self._base_card else []
