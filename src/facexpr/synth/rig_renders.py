@@ -9,11 +9,13 @@ facexpr's real OpenGL renderer (:class:`facexpr.avatars.render.Renderer`):
   (a user's glTF) the same ARKit expressions mapped by channel name where channels have ARKit
   names, and sparse random activations of the rig's own channels; for every rig a share of
   single-shape activations (one channel alone, so each shape's own effect is seen);
-- the view: head pose (0, 0, 0), one fixed light, a solid grey background; for rigs with 68
-  landmarks the render is warped by the similarity that aligns the *neutral* face exactly as the
-  face front-end aligns real faces (:func:`facexpr.faces.align.align_face`'s template), one fixed
-  matrix per avatar, so expressions move the face inside a fixed frame as in a video crop;
-  rigs without landmarks are framed by their bounding box;
+- the view: head pose (0, 0, 0), one fixed light, a solid grey background; the render is warped
+  by the similarity that aligns the *neutral* face exactly as the face front-end aligns real
+  faces (:func:`facexpr.faces.align.align_face`'s template), one fixed matrix per avatar, so
+  expressions move the face inside a fixed frame as in a video crop. The neutral face's 68
+  landmarks are the rig's (ICT: the vertices matched to the front-end's points); for rigs
+  without them (a user's glTF) the face front-end finds them in the neutral render; where it
+  finds no face, the mesh's bounding box frames it;
 - the render is drawn at twice the output side without multisampling and reduced by area
   averaging (the same smooth edges as 4x multisampling, at the cost of one frame: most of the
   time goes to blending and normals, not to rasterising).
@@ -22,9 +24,9 @@ Sample ``i`` of a split depends only on (seed, avatar name, split, i): adding av
 changes no other sample. :func:`build_cache` renders a split once into an ``.npz`` under a cache
 folder (``data/`` or ``runs/``, gitignored); :func:`load_cache` reads it back, checked.
 
-Eye and mouth boxes (:attr:`RigRenderSet.boxes`) come from the neutral face's projected 68
-landmarks in the output frame; rigs without landmarks get fixed boxes at the aligned template's
-eye and mouth positions.
+Eye and mouth boxes (:attr:`RigRenderSet.boxes`) come from the neutral face's 68 landmarks in the
+output frame; a face the front-end cannot find gets fixed boxes at the template's eye and mouth
+positions.
 """
 
 from __future__ import annotations
@@ -198,22 +200,27 @@ class RigRenderSet:
         s = options.size
         self._lm = rig.landmark_vertices is not None and len(rig.landmark_vertices) >= 68
         # The aligned crop spans about 1 / 0.6 landmark heights; the render 2.4 of them, so the
-        # crop's 2s px need a render side of about 2s * 2.4 / 1.67.
-        side = int(math.ceil(2 * s * 1.45 / 8) * 8) if self._lm else 2 * s
+        # crop's 2s px need a render side of about 2s * 2.4 / 1.67. Rigs without landmarks are
+        # framed by their bounds (the whole mesh), so their face gets a larger render.
+        side = int(math.ceil(2 * s * (1.45 if self._lm else 2.5) / 8) * 8)
         self._renderer = Renderer(
             RenderOptions(width=side, height=side, framing=2.4, samples=0, background=BACKGROUND)
         )
         neutral = self._renderer.render(avatar, None, light=LIGHT)
-        if self._lm:
+        src = self._landmarks(neutral) if self._lm else _detect_landmarks(neutral.image)
+        if src is not None:
             from facexpr.faces.align import ALIGN_TEMPLATE, TEMPLATE_WEIGHTS, align_points
             from facexpr.faces.align import similarity_umeyama as umeyama
 
-            src = self._landmarks(neutral)
             self._m = umeyama(align_points(src), ALIGN_TEMPLATE * (2 * s), TEMPLATE_WEIGHTS)
             lm = (src @ self._m[:, :2].T + self._m[:, 2]) / 2.0  # in output px
             self.landmarks68: np.ndarray | None = lm.astype(np.float32)
             self.boxes = _boxes(lm, s)
         else:
+            log.warning(
+                "%s: no face found in the neutral render; framed by the mesh's bounds, with "
+                "fixed eye and mouth boxes", self.name,
+            )  # fmt: skip
             self._m = None
             self.landmarks68 = None
             self.boxes = np.array([_TEMPLATE_EYES, _TEMPLATE_MOUTH], np.float32) * s
@@ -265,6 +272,22 @@ class RigRenderSet:
         """Returns sample ``index`` of ``split``: (C,) float32 weights, (size, size, 3) uint8."""
         w = self.weights(split, index)
         return w, self.render(w)
+
+
+def _detect_landmarks(image: np.ndarray) -> np.ndarray | None:
+    """Returns (68, 2) float64 px of the one face the face front-end finds in a render, or None.
+
+    For rigs without landmark vertices (a user's glTF): their neutral render is aligned like a
+    photo of a face, so every avatar's frame is the aligned crop.
+    """
+    from facexpr.core.types import Frame
+    from facexpr.faces.frontend import FaceFrontEnd
+
+    with FaceFrontEnd() as fe:
+        faces = fe.process(Frame(image)).faces
+    if len(faces) != 1:
+        return None
+    return np.asarray(faces[0].landmarks, np.float64)
 
 
 def _boxes(lm: np.ndarray, size: int) -> np.ndarray:
