@@ -128,3 +128,15 @@ def test_avatar_specs_and_their_errors(tmp_path):
     assert av.rig.n_channels == 3
     with pytest.raises(ConfigError, match=r"size must be in \[16, 1024\]"):
         RigRenderOptions(size=8)
+
+
+def test_a_rig_without_landmarks_is_aligned_from_the_front_end(ict_set):
+    from dataclasses import replace
+
+    ict = load_avatar("ict_000")
+    bare = replace(ict, rig=replace(ict.rig, landmark_vertices=None))
+    with RigRenderSet(bare, OPTS, name="bare") as rs:
+        assert rs.landmarks68 is not None  # found by the face front-end on the neutral render
+        # The same frame as from the rig's own landmark vertices, within a few pixels.
+        assert np.abs(rs.boxes - ict_set.boxes).max() < 4.0
+        assert np.abs(rs.landmarks68 - ict_set.landmarks68).mean() < 2.0
