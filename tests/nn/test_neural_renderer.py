@@ -186,3 +186,10 @@ def test_bad_inputs_raise_clear_errors():
         neural_renderer(["a"], [3], size=48)
     with pytest.raises(ConfigError, match=r"one rig size per avatar, got 2 avatars and 1"):
         neural_renderer(["a", "b"], [3])
+
+
+def test_bad_architecture_arguments():
+    with pytest.raises(ConfigError, match=r"latent_dim must be >= 1, got 0"):
+        neural_renderer(["a"], [3], size=16, latent_dim=0)
+    with pytest.raises(ConfigError, match=r"avatar names must be non-empty text, got ''"):
+        neural_renderer([""], [3], size=16)

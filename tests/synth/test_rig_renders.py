@@ -140,3 +140,27 @@ def test_a_rig_without_landmarks_is_aligned_from_the_front_end(ict_set):
         # The same frame as from the rig's own landmark vertices, within a few pixels.
         assert np.abs(rs.boxes - ict_set.boxes).max() < 4.0
         assert np.abs(rs.landmarks68 - ict_set.landmarks68).mean() < 2.0
+
+
+def test_option_and_argument_errors(tmp_path, ict_set):
+    with pytest.raises(ConfigError, match=r"p_single and p_neutral must be in \[0, 1\] and sum"):
+        RigRenderOptions(p_single=0.7, p_neutral=0.5)
+    with pytest.raises(ConfigError, match=r"split must be 'train', 'val' or 'test', got 'dev'"):
+        ict_set.weights("dev", 0)
+    with pytest.raises(ConfigError, match=r"n and workers must be >= 1, got 0, 1"):
+        build_cache(tmp_path, "ict_000", "val", 0, OPTS)
+    from facexpr.avatars.avatar import avatar_from_gltf
+
+    doc, blob = gltf_cases.rig_doc(0)
+    flat = tmp_path / "flat.glb"
+    flat.write_bytes(gltf_cases.glb_bytes(doc, blob))
+    with pytest.raises(InputError, match=r"avatar 'flat' has no rig channels"):
+        RigRenderSet(avatar_from_gltf(flat, name="flat"), OPTS)
+    good = build_cache(tmp_path, "ict_000", "val", 1, RigRenderOptions(size=16))
+    z = dict(np.load(good))
+    np.savez(tmp_path / "other.npz", **{**z, "meta": np.array('{"format": "x"}')})
+    with pytest.raises(InputError, match=r"other\.npz: not a facexpr rig-render cache"):
+        load_cache(tmp_path / "other.npz")
+    np.savez(tmp_path / "odd.npz", **{**z, "weights": z["weights"][:, :5]})
+    with pytest.raises(InputError, match=r"odd\.npz: inconsistent rig-render cache arrays"):
+        load_cache(tmp_path / "odd.npz")

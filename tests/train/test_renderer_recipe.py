@@ -142,3 +142,23 @@ def test_loss_weights_the_boxes():
     assert float(losses["eyes"]) == 0
     assert float(losses["mouth"]) == pytest.approx(8 / 12)
     assert float(losses["loss"]) == pytest.approx(8 / 64 + 2 * 8 / 12)
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda: RendererModelConfig(latent_dim=0), r"model\.latent_dim must be >= 1, got 0"),
+        (lambda: RendererDataConfig(n_train=0), r"data\.n_train must be >= 1, got 0"),
+        (lambda: RendererDataConfig(avatars=[]), r"data\.avatars is empty"),
+        (lambda: RendererDataConfig(eye_weight=-1.0), r"data\.eye_weight must be >= 0"),
+    ],
+)
+def test_config_values_are_checked(make, match):
+    with pytest.raises(ConfigError, match=match):
+        make()
+
+
+def test_renderer_options_not_with_resume(tmp_path, capsys):
+    rc = main(["-q", "train", "renderer", "--resume", str(tmp_path), "--base", str(tmp_path)])
+    assert rc == 2
+    assert "--base and --add-avatar cannot be given with --resume" in capsys.readouterr().err
