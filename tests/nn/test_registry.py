@@ -26,6 +26,12 @@ TINY = {
     "mini_xception": ({"num_classes": 5}, (2, 1, 64, 64), (2, 5)),
     # The animator takes the avatar too (ARGS below).
     "animator": ({"avatars": [["a", 7]], "in_dim": 12, "hidden": 8, "depth": 1}, (2, 12), (2, 7)),
+    # The neural renderer takes (avatar, rig weights): its input shape is the weights'.
+    "neural_renderer": (
+        {"avatars": ["a"], "n_shapes": [6], "size": 16, "base_channels": 4, "max_channels": 8},
+        (2, 6),
+        (2, 3, 16, 16),
+    ),
     # The analysis model gives one tensor per head output.
     "analysis": (
         {"depth": 1, "img_size": 32, "hidden_dim": 16, "au_dim": 4},
@@ -54,7 +60,10 @@ def test_models_build_and_give_their_shapes(name):
     torch.manual_seed(0)
     model = create_model(name, **cfg).eval()
     with torch.no_grad():
-        out = model(torch.randn(*in_shape), *ARGS.get(name, ()))
+        if name == "neural_renderer":
+            out = model("a", torch.rand(*in_shape))
+        else:
+            out = model(torch.randn(*in_shape), *ARGS.get(name, ()))
     if isinstance(out_shape, dict):
         assert {k: tuple(v.shape) for k, v in out.items()} == out_shape
         assert all(bool(torch.isfinite(v).all()) for v in out.values())
@@ -75,7 +84,15 @@ def test_glob_and_pretrained_names():
         "animator.synth_ict",
         "expression.mae_triplet",
         "mini_xception.fer2013",
+        "neural_renderer.ict9",
     ]
+
+
+def test_neural_renderer_has_no_shipped_weights_yet_and_says_how_to_train():
+    with pytest.raises(
+        ModelError, match=r"no weights are shipped yet for 'neural_renderer\.ict9'.*train renderer"
+    ):
+        create_model("neural_renderer", pretrained=True)
 
 
 def test_default_depths():

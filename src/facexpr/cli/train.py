@@ -9,7 +9,9 @@ import sys
 
 RECIPE_HELP = (
     "'mae' (stage 1: masked-autoencoder pretraining on face shards), 'expression' (stage 2: "
-    "triplet fine-tuning into the expression embedding), or 'package.module:Class'"
+    "triplet fine-tuning into the expression embedding), 'heads' (the analysis heads), "
+    "'renderer' (the multi-avatar neural renderer), 'animator' (the multi-avatar animator), or "
+    "'package.module:Class'"
 )
 
 
@@ -38,15 +40,44 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument(
+        "--base",
+        metavar="RENDERER",
+        help="renderer only: the trained renderer (run folder or renderer.safetensors) that "
+        "--add-avatar extends (sets model.base)",
+    )
+    t.add_argument(
         "--add-avatar",
+        dest="add_avatars",
         action="append",
         default=[],
-        metavar="NAME_OR_GLB",
-        help="animator only: add this avatar (a .glb/.gltf with morph targets, or a name) to the "
-        "finished animator of --set model.init=RUN_DIR, training only its identity code and "
-        "output layer (the other avatars stay exactly as they were); repeatable",
+        metavar="GLB_OR_NAME",
+        help="renderer and animator: add this avatar (a glTF/GLB file with morph targets, or an "
+        "avatar name), training only its own input or output layer and identity code, so the "
+        "other avatars stay exactly as they were (repeatable). Renderer: to --base (sets "
+        "data.add_avatars); animator: to the finished animator of --set model.init=RUN_DIR",
     )
     return t
+
+
+def _renderer_overrides(args: argparse.Namespace) -> list[str]:
+    """Returns the ``--set`` overrides that ``--base`` and ``--add-avatar`` stand for."""
+    from facexpr.core.errors import ConfigError
+
+    if not args.base and not args.add_avatars:
+        return []
+    if args.recipe != "renderer":
+        raise ConfigError(
+            "--base and --add-avatar are options of `facexpr train renderer` (and --add-avatar "
+            "of `facexpr train animator`) only"
+        )
+    if args.resume:
+        raise ConfigError("--base and --add-avatar cannot be given with --resume")
+    out = []
+    if args.base:
+        out.append(f"model.base={args.base}")
+    if args.add_avatars:
+        out.append(f"data.add_avatars={json.dumps(list(args.add_avatars))}")
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,11 +87,16 @@ def run(args: argparse.Namespace) -> int:
 
     rank = int(os.environ.get("RANK", "0"))
     overrides = list(args.overrides)
-    if args.add_avatar:
-        if args.recipe != "animator":
-            raise ConfigError("--add-avatar is for 'facexpr train animator' only")
-        listed = ", ".join(json.dumps(a) for a in args.add_avatar)
+    if args.recipe == "animator" and args.add_avatars:
+        if args.base:
+            raise ConfigError(
+                "--base is an option of `facexpr train renderer`; the animator "
+                "takes its finished run as --set model.init=RUN_DIR"
+            )
+        listed = ", ".join(json.dumps(a) for a in args.add_avatars)
         overrides.append(f"model.add_avatars=[{listed}]")
+    else:
+        overrides.extend(_renderer_overrides(args))
     result = train(
         args.recipe,
         config=args.config,

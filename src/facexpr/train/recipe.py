@@ -93,6 +93,7 @@ _RECIPES: dict[str, str] = {
     "expression": "facexpr.train.recipes.expression:ExpressionRecipe",
     "heads": "facexpr.train.recipes.heads:HeadsRecipe",
     "animator": "facexpr.train.recipes.animator:AnimatorRecipe",
+    "renderer": "facexpr.train.recipes.renderer:RendererRecipe",
 }
 
 

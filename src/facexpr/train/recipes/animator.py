@@ -382,18 +382,8 @@ class AnimatorRecipe(Recipe):
         if not self._renderer_loaded:
             self._renderer_loaded = True
             if self.data_cfg.renderer:
-                import importlib
+                from facexpr.nn.neural_renderer import load_neural_renderer
 
-                try:
-                    # By name: facexpr.nn.neural_renderer comes from another branch (issue 15
-                    # section 1); until it is merged, import-linter must not resolve it.
-                    mod = importlib.import_module("facexpr.nn.neural_renderer")
-                    load_neural_renderer = mod.load_neural_renderer
-                except (ImportError, AttributeError) as e:
-                    raise ConfigError(
-                        f"data.renderer: this build has no neural renderer "
-                        f"(facexpr.nn.neural_renderer: {e})"
-                    ) from None
                 self._renderer = load_neural_renderer(self.data_cfg.renderer).eval()
                 for p in self._renderer.parameters():
                     p.requires_grad_(False)
