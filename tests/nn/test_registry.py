@@ -88,11 +88,9 @@ def test_glob_and_pretrained_names():
     ]
 
 
-def test_neural_renderer_has_no_shipped_weights_yet_and_says_how_to_train():
-    with pytest.raises(
-        ModelError, match=r"no weights are shipped yet for 'neural_renderer\.ict9'.*train renderer"
-    ):
-        create_model("neural_renderer", pretrained=True)
+def test_the_neural_renderer_ships_and_its_card_rebuilds_it():
+    model = create_model("neural_renderer", pretrained=True)  # sha256 checked on load
+    assert model.size == 128 and len(model.avatars) == 9
 
 
 def test_default_depths():
