@@ -1,18 +1,21 @@
 """facexpr.nn: networks (tensors in, tensors out) and the model registry.
 
 Importing it fills the registry (explicit imports, no lookup by globals): the fxvit encoders
-(:mod:`.vit`), the expression encoder (:mod:`.expression`) and the training-time teachers
-(:mod:`.teachers`). ``nn`` imports ``facexpr.core`` only.
+(:mod:`.vit`), the expression encoder (:mod:`.expression`), the identity normaliser
+(:mod:`.normalizer`) and the training-time teachers (:mod:`.teachers`). ``nn`` imports
+``facexpr.core`` only.
 """
 
 from facexpr.nn import analysis as _analysis  # noqa: F401  (registers "analysis")
 from facexpr.nn import expression as _expression  # noqa: F401  (registers "expression")
+from facexpr.nn import normalizer as _normalizer  # noqa: F401  (registers "normalizer")
 from facexpr.nn import vit as _vit  # noqa: F401  (registers the fxvit encoders)
 from facexpr.nn.analysis import FaceAnalysisModel
 from facexpr.nn.expression import ExpressionEncoder
 from facexpr.nn.heads import EmbeddingHead
 from facexpr.nn.losses import triplet_accuracy, triplet_loss
 from facexpr.nn.mae import MaskedAutoencoder
+from facexpr.nn.normalizer import FaceNormalizer
 from facexpr.nn.registry import (
     WeightsCard,
     create_model,
@@ -32,6 +35,7 @@ __all__ = [
     "EmbeddingHead",
     "ExpressionEncoder",
     "FaceAnalysisModel",
+    "FaceNormalizer",
     "MaskedAutoencoder",
     "VisionTransformer",
     "WeightsCard",

@@ -92,6 +92,7 @@ _RECIPES: dict[str, str] = {
     "mae": "facexpr.train.recipes.mae:MAERecipe",
     "expression": "facexpr.train.recipes.expression:ExpressionRecipe",
     "heads": "facexpr.train.recipes.heads:HeadsRecipe",
+    "normalizer": "facexpr.train.recipes.normalizer:NormalizerRecipe",
 }
 
 
