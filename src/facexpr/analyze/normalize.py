@@ -187,6 +187,19 @@ class Normalizer:
         self.options = options or NormalizeOptions()
         torch.set_num_threads(self.options.num_threads)
         self.model, self.size = load_normalizer(self.options.weights)
+        self._image_front = None  # one IMAGE-mode front-end for every photo, made on first use
+
+    def close(self) -> None:
+        """Releases the front-end's interpreters."""
+        if self._image_front is not None:
+            self._image_front.close()
+            self._image_front = None
+
+    def __enter__(self) -> Normalizer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def normalize_crops(self, crops: np.ndarray) -> np.ndarray:
         """Returns (N, S, S, 3) uint8 normalised faces of (N, S, S, 3) uint8 aligned crops."""
@@ -259,8 +272,9 @@ class Normalizer:
         """
         from facexpr.core.types import Frame
 
-        with self._front(video=False) as front:
-            faces = list(front.process(Frame(image, source=str(source))).faces)
+        if self._image_front is None:
+            self._image_front = self._front(video=False)
+        faces = list(self._image_front.process(Frame(image, source=str(source))).faces)
         face, n = self._pick(faces, str(source))
         out = self.normalize_crops(face.aligned[None])[0]
         return NormalizedFace(face.aligned, out, np.asarray(face.box, np.float32), n)
@@ -361,13 +375,12 @@ def normalize_inputs(
     from facexpr.io._files import FolderLock
     from facexpr.io.sources import scan_inputs
 
-    norm = Normalizer(options)
     report = NormalizeReport()
     scan = scan_inputs(list(inputs))
     report.failures.extend(_failure(p.path or "input", p.problem) for p in scan.problems)
     out = Path(out_dir)
     names = output_names(scan.sources)
-    with FolderLock(out, "facexpr normalize"):
+    with Normalizer(options) as norm, FolderLock(out, "facexpr normalize"):
         for source, name in zip(scan.sources, names, strict=True):
             suffix = ".mp4" if source.kind == "video" else ".png"
             target = out / f"{name}{suffix}"

@@ -46,7 +46,9 @@ __all__ = [
     "PairScene",
     "generate_pairs",
     "list_identity_files",
+    "render_input",
     "render_pair",
+    "render_target",
 ]
 
 PAIR_SCHEMA: tuple[LabelField, ...] = (
@@ -348,35 +350,52 @@ def render_target(scene: PairScene, ict_weights: np.ndarray) -> tuple[np.ndarray
     return _aligned(result, ids, o.size)
 
 
+def render_input(
+    scene: PairScene,
+    identity: int,
+    ict_weights: np.ndarray,
+    arkit_weights: np.ndarray,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Returns an input crop: the weights on ``identity`` with a pose, light and background
+    drawn from ``rng``, as (crop, its 68 landmarks, the draws).
+
+    Raises:
+        InputError: the identity's avatar cannot be used (named).
+    """
+    from facexpr.synth.engine import _draw_light
+
+    o = scene.options
+    pose = tuple(float(rng.uniform(*r)) for r in (o.pitch_range, o.yaw_range, o.roll_range))
+    light = _draw_light(rng, "random")
+    kind = o.backgrounds[int(rng.integers(len(o.backgrounds)))]
+    bg = draw_background(rng, kind, o.render_size, o.render_size)
+    avatar, skin, ids, cmap = scene.identity(identity)
+    w = _weights_for(cmap, ict_weights, arkit_weights)
+    result = scene.renderer.render(avatar, w, pose=pose, light=light, background=bg, skin=skin)
+    crop, lm = _aligned(result, ids, o.size)
+    draws = {"render_pose": [round(v, 4) for v in pose], "background": kind, "light": light}
+    return crop, lm, draws
+
+
 def render_pair(scene: PairScene, index: int) -> PairSample:
     """Returns pair ``index`` (deterministic in (seed, index)).
 
     Raises:
         InputError: an identity avatar cannot be used (named).
     """
-    from facexpr.synth.engine import _draw_light
-
     o = scene.options
     rng = np.random.default_rng(np.random.SeedSequence(o.seed, spawn_key=(3, index)))
     k = int(rng.integers(len(scene.names)))
     expr = ExpressionSampler(rng, o.expressions).sample()
-    pose = tuple(float(rng.uniform(*r)) for r in (o.pitch_range, o.yaw_range, o.roll_range))
-    light = _draw_light(rng, "random")
-    kind = o.backgrounds[int(rng.integers(len(o.backgrounds)))]
-    bg = draw_background(rng, kind, o.render_size, o.render_size)
-    avatar, skin, ids, cmap = scene.identity(k)
-    w = _weights_for(cmap, expr.ict_weights, expr.arkit_weights)
-    result = scene.renderer.render(avatar, w, pose=pose, light=light, background=bg, skin=skin)
-    inp, lm_in = _aligned(result, ids, o.size)
+    inp, lm_in, draws = render_input(scene, k, expr.ict_weights, expr.arkit_weights, rng)
     target, lm_t = render_target(scene, expr.ict_weights)
     prov = {
         "seed": o.seed,
         "index": index,
         "identity": scene.names[k],
         "expression": expr.kind,
-        "render_pose": [round(v, 4) for v in pose],
-        "background": kind,
-        "light": light,
+        **draws,
     }
     return PairSample(index, inp, target, expr.ict_weights, expr.arkit_weights, k,
                       scene.names[k], lm_in, lm_t, prov)  # fmt: skip
