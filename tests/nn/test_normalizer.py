@@ -40,22 +40,25 @@ def test_every_part_gets_gradient() -> None:
     torch.manual_seed(0)
     m = create_model("normalizer", **TINY)
     x, t = torch.randn(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
-    out = m(x)
+    out, lat = m(x, return_latent=True)
     terms = normalizer_losses(out, t, region=region_mask(32), weights_true=torch.rand(2, 53),
-                              weights_out=m.probe(out), weights_target=m.probe(t))  # fmt: skip
+                              weights_out=m.probe(out), weights_target=m.probe(t),
+                              weights_latent=lat)  # fmt: skip
     sum(terms.values()).backward()
     # The decoder's last conv starts at zero (the output starts as the learned canonical image),
     # so the first step's gradient reaches it but not the layers before it; take one step.
     opt = torch.optim.SGD(m.parameters(), lr=0.1)
     opt.step()
     opt.zero_grad()
-    out = m(x)
+    out, lat = m(x, return_latent=True)
     terms = normalizer_losses(out, t, region=region_mask(32), weights_true=torch.rand(2, 53),
-                              weights_out=m.probe(out), weights_target=m.probe(t))  # fmt: skip
+                              weights_out=m.probe(out), weights_target=m.probe(t),
+                              weights_latent=lat)  # fmt: skip
     sum(terms.values()).backward()
     dead = [n for n, p in m.named_parameters() if p.grad is None or float(p.grad.abs().sum()) == 0]
     assert dead == []
-    assert set(terms) == {"pixel", "region", "expression", "probe"}
+    assert set(terms) == {"pixel", "region", "expression", "probe", "latent"}
+    assert lat.shape == (2, 53)
 
 
 def test_region_mask_covers_the_boxes_only() -> None:

@@ -12,6 +12,9 @@ Identity Normalization", ECCV 2024, arXiv:2407.15617), adapted to what trains on
    face, so its tokens are a learned grid (one token per output cell, with a fixed 2D sin-cos
    position), which attends to the input's expression tokens (cross-attention: queries from the
    canonical grid, keys and values from the input), then to itself, in pre-norm blocks.
+   A linear read-out of the pooled expression tokens to the 53 rig weights
+   (``forward_latent``) is supervised by the trainer, so that the tokens carry the expression
+   early: without it, a first run drew the mean canonical face for every input (docs/normalize.md).
 3. ``forward_decoder``: a conv decoder upsamples the merged grid x16 to the image; its output is
    added to a learned canonical image (logits), so the network learns the canonical face once
    and the decoder only what the expression changes.
@@ -215,6 +218,18 @@ class FaceNormalizer(nn.Module):
         self.encoder = encoder
         width = encoder.embed_dim if isinstance(encoder, VisionTransformer) else encoder.dim
         self.proj = nn.Linear(width, dim) if width != dim else nn.Identity()
+        # Conv tokens carry no position of their own (a ViT's have its table): give them the
+        # same sin-cos table, so the merge's attention knows where on the face a token lies.
+        self.register_buffer(
+            "token_pos",
+            sincos_pos_embed_2d(dim, img_size // _STRIDE, cls_token=False)[None]
+            if not isinstance(encoder, VisionTransformer)
+            else torch.zeros(1, 1, dim),
+            persistent=False,
+        )
+        # Rig weights read from the pooled expression tokens: supervised by the trainer
+        # (``latent`` loss), it makes the tokens carry the expression from the first steps.
+        self.latent = nn.Linear(dim, N_RIG_WEIGHTS)
         self.merge = ExpressionMergingModule(dim, self.grid, merge_depth, heads)
         self.decoder = _Decoder(dim, tuple(decoder_channels))
         self.canonical_logits = nn.Parameter(torch.zeros(1, 3, img_size, img_size))
@@ -226,7 +241,7 @@ class FaceNormalizer(nn.Module):
             tokens = self.encoder.forward_features(x)[:, 1:]
         else:
             tokens = self.encoder(x)
-        return self.proj(tokens)
+        return self.proj(tokens) + self.token_pos
 
     def forward_merge(self, tokens: torch.Tensor) -> torch.Tensor:
         """Returns (B, grid^2, dim) canonical tokens carrying the expression."""
@@ -238,15 +253,24 @@ class FaceNormalizer(nn.Module):
         x = merged.transpose(1, 2).reshape(b, d, self.grid, self.grid)
         return torch.sigmoid(self.decoder(x) + self.canonical_logits)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_latent(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Returns (B, 53) rig weights in [0, 1] read from (B, N, dim) expression tokens."""
+        return torch.sigmoid(self.latent(tokens.mean(dim=1)))
+
+    def forward(
+        self, x: torch.Tensor, return_latent: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Returns (B, 3, S, S) float32 normalised faces in [0, 1] of (B, 3, S, S) normalised
-        input crops (:data:`~facexpr.nn.vit.FACE_MEAN` / ``FACE_STD``)."""
+        input crops (:data:`~facexpr.nn.vit.FACE_MEAN` / ``FACE_STD``); with ``return_latent``
+        also the (B, 53) rig weights of :meth:`forward_latent` (the trainer's)."""
         if x.ndim != 4 or x.shape[1:] != (3, self.img_size, self.img_size):
             raise ConfigError(
                 f"normalizer: input must be (B, 3, {self.img_size}, {self.img_size}), "
                 f"got {tuple(x.shape)}"
             )
-        return self.forward_decoder(self.forward_merge(self.forward_encoder(x)))
+        tokens = self.forward_encoder(x)
+        out = self.forward_decoder(self.forward_merge(tokens))
+        return (out, self.forward_latent(tokens)) if return_latent else out
 
 
 #: The weights ``create_model("normalizer", pretrained=True)`` loads once shipped (no sha256
@@ -361,6 +385,7 @@ def normalizer_losses(
     weights_true: torch.Tensor | None = None,
     weights_out: torch.Tensor | None = None,
     weights_target: torch.Tensor | None = None,
+    weights_latent: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Returns the unweighted loss terms of a batch.
 
@@ -371,11 +396,13 @@ def normalizer_losses(
         weights_true: (B, 53) rig weights of the pairs.
         weights_out: (B, 53) the probe's weights read from ``output``.
         weights_target: (B, 53) the probe's weights read from ``target``.
+        weights_latent: (B, 53) the weights read from the input's expression tokens.
 
     Returns:
         ``pixel`` (L1 over the image), ``region`` (L1 inside the eye and mouth boxes) and, with
         the weights, ``expression`` (L1 of the output's weights to the labels) and ``probe``
-        (L1 of the target's weights to the labels, which trains the probe on clean faces).
+        (L1 of the target's weights to the labels, which trains the probe on clean faces), and
+        with ``weights_latent`` ``latent`` (L1 of the tokens' weights to the labels).
     """
     err = (output - target).abs()
     out = {
@@ -386,4 +413,6 @@ def normalizer_losses(
         out["expression"] = F.l1_loss(weights_out, weights_true)
     if weights_true is not None and weights_target is not None:
         out["probe"] = F.l1_loss(weights_target, weights_true)
+    if weights_true is not None and weights_latent is not None:
+        out["latent"] = F.l1_loss(weights_latent, weights_true)
     return out

@@ -14,7 +14,9 @@ Loss (:func:`facexpr.nn.normalizer.normalizer_losses`), weighted by ``model.weig
 - ``expression``: L1 between the rig weights that the expression probe reads from the output
   and the labels. The probe's own weights are trained only by ``probe`` (the weights it reads
   from the clean targets): the output's gradient does not reach the probe, so the probe cannot
-  learn to read whatever the normaliser draws.
+  learn to read whatever the normaliser draws;
+- ``latent``: L1 between the rig weights read linearly from the input's pooled expression
+  tokens and the labels: the encoder learns the expression from the first steps.
 
 Each evaluation writes a PNG with rows input | output | target of held-out pairs. The end of the
 run writes ``normalizer.json``, the weights card ``facexpr normalize --weights RUN_DIR`` reads to
@@ -61,7 +63,8 @@ class NormalizerModelConfig:
         encoder_channels: the conv encoder's first three widths.
         init: with an fxvit encoder, a ``facexpr train mae`` run folder (its
             ``encoder.safetensors``) or an encoder ``.safetensors`` file; empty: random.
-        weights: loss weights of ``pixel``, ``region``, ``expression`` and ``probe``.
+        weights: loss weights of ``pixel``, ``region``, ``expression``, ``probe`` and
+            ``latent``.
     """
 
     encoder: str = "conv"
@@ -73,8 +76,10 @@ class NormalizerModelConfig:
     encoder_channels: list[int] = field(default_factory=lambda: [16, 32, 64])
     init: str = ""
     weights: dict[str, float] = field(
-        default_factory=lambda: {"pixel": 1.0, "region": 2.0, "expression": 1.0, "probe": 1.0}
-    )
+        default_factory=lambda: {
+            "pixel": 1.0, "region": 2.0, "expression": 1.0, "probe": 1.0, "latent": 1.0,
+        }
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         if self.encoder != "conv" and self.encoder not in VIT_VARIANTS:
@@ -84,10 +89,11 @@ class NormalizerModelConfig:
             )
         if self.init and self.encoder == "conv":
             raise ConfigError("model.init loads a ViT encoder: set model.encoder to an fxvit name")
-        unknown = sorted(set(self.weights) - {"pixel", "region", "expression", "probe"})
+        known = {"pixel", "region", "expression", "probe", "latent"}
+        unknown = sorted(set(self.weights) - known)
         if unknown:
             raise ConfigError(
-                f"model.weights: unknown loss '{unknown[0]}' (pixel, region, expression, probe)"
+                f"model.weights: unknown loss '{unknown[0]}' ({', '.join(sorted(known))})"
             )
         for k, v in self.weights.items():
             check_number(f"model.weights.{k}", v, ge=0)
@@ -262,7 +268,7 @@ class NormalizerRecipe(Recipe):
         bare = model.module if hasattr(model, "module") else model
         x = normalise(batch["input"], FACE_MEAN, FACE_STD)
         target = batch["target"].float() / 255.0
-        out = model(x)
+        out, w_lat = model(x, return_latent=True)
         if self._region is None or self._region.device != out.device:
             self._region = region_mask(out.shape[-1], out.device)
         w_out = w_tgt = None
@@ -271,7 +277,8 @@ class NormalizerRecipe(Recipe):
             w_out = torch.func.functional_call(bare.probe, frozen, (out,))
             w_tgt = bare.probe(target)
         terms = normalizer_losses(out, target, region=self._region, weights_true=batch["weights"],
-                                  weights_out=w_out, weights_target=w_tgt)  # fmt: skip
+                                  weights_out=w_out, weights_target=w_tgt,
+                                  weights_latent=w_lat)  # fmt: skip
         return out, terms
 
     def step(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> dict:
