@@ -11,12 +11,12 @@ Loss (:func:`facexpr.nn.normalizer.normalizer_losses`), weighted by ``model.weig
 - ``pixel``: L1 between output and canonical target over the whole image;
 - ``region``: L1 inside fixed eye and mouth boxes of the canonical crop (the expression lives
   there and is a small share of the pixels);
-- ``expression``: L1 between the rig weights that the expression probe reads from the output
-  and the labels. The probe's own weights are trained only by ``probe`` (the weights it reads
-  from the clean targets): the output's gradient does not reach the probe, so the probe cannot
-  learn to read whatever the normaliser draws;
-- ``latent``: L1 between the rig weights read linearly from the input's pooled expression
-  tokens and the labels: the encoder learns the expression from the first steps.
+- ``expression``: squared error between the rig weights that the expression probe reads from
+  the output and the labels. The probe's own weights are trained only by ``probe`` (the weights
+  it reads from the clean targets): the output's gradient does not reach the probe, so the probe
+  cannot learn to read whatever the normaliser draws;
+- ``latent``: squared error between the rig weights read linearly from the input's pooled
+  expression tokens and the labels: the encoder learns the expression from the first steps.
 
 Each evaluation writes a PNG with rows input | output | target of held-out pairs. The end of the
 run writes ``normalizer.json``, the weights card ``facexpr normalize --weights RUN_DIR`` reads to
@@ -62,7 +62,9 @@ class NormalizerModelConfig:
         decoder_channels: the decoder's four stage widths.
         encoder_channels: the conv encoder's first three widths.
         init: with an fxvit encoder, a ``facexpr train mae`` run folder (its
-            ``encoder.safetensors``) or an encoder ``.safetensors`` file; empty: random.
+            ``encoder.safetensors``), an encoder ``.safetensors`` file, or a model's file whose
+            encoder tensors are under ``encoder.`` (``expression.safetensors`` of a ``heads``
+            run); empty: random.
         weights: loss weights of ``pixel``, ``region``, ``expression``, ``probe`` and
             ``latent``.
     """
@@ -77,7 +79,7 @@ class NormalizerModelConfig:
     init: str = ""
     weights: dict[str, float] = field(
         default_factory=lambda: {
-            "pixel": 1.0, "region": 2.0, "expression": 1.0, "probe": 1.0, "latent": 1.0,
+            "pixel": 1.0, "region": 5.0, "expression": 10.0, "probe": 10.0, "latent": 10.0,
         }
     )  # fmt: skip
 
@@ -362,6 +364,9 @@ def _load_encoder(encoder: torch.nn.Module, init: Path) -> None:
     if not path.is_file():
         raise ModelError(f"{path}: encoder weights not found (model.init)")
     tensors = load_file(str(path))
+    if any(k.startswith("encoder.") for k in tensors):
+        # A whole model's file (an ``expression`` or ``analysis`` run): its encoder's tensors.
+        tensors = {k[8:]: v for k, v in tensors.items() if k.startswith("encoder.")}
     own = encoder.state_dict()
     if "pos_embed" in tensors and tensors["pos_embed"].shape != own["pos_embed"].shape:
         tensors["pos_embed"] = own["pos_embed"]
