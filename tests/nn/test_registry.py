@@ -24,6 +24,11 @@ TINY = {
     "fxvit_base_p16_224": ({"depth": 1, "img_size": 32}, (2, 3, 32, 32), (2, 768)),
     "expression": ({"depth": 1, "img_size": 32}, (2, 3, 32, 32), (2, 16)),
     "mini_xception": ({"num_classes": 5}, (2, 1, 64, 64), (2, 5)),
+    "normalizer": (
+        {"img_size": 32, "dim": 32, "heads": 2, "merge_depth": 1},
+        (2, 3, 32, 32),
+        (2, 3, 32, 32),
+    ),
     # The analysis model gives one tensor per head output.
     "analysis": (
         {"depth": 1, "img_size": 32, "hidden_dim": 16, "au_dim": 4},
@@ -70,6 +75,7 @@ def test_glob_and_pretrained_names():
         "analysis.heads",
         "expression.mae_triplet",
         "mini_xception.fer2013",
+        "normalizer.norface_tiny",
     ]
 
 
