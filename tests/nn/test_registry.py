@@ -32,6 +32,11 @@ TINY = {
         (2, 6),
         (2, 3, 16, 16),
     ),
+    "normalizer": (
+        {"img_size": 32, "dim": 32, "heads": 2, "merge_depth": 1},
+        (2, 3, 32, 32),
+        (2, 3, 32, 32),
+    ),
     # The analysis model gives one tensor per head output.
     "analysis": (
         {"depth": 1, "img_size": 32, "hidden_dim": 16, "au_dim": 4},
@@ -85,12 +90,14 @@ def test_glob_and_pretrained_names():
         "expression.mae_triplet",
         "mini_xception.fer2013",
         "neural_renderer.ict9",
+        "normalizer.norface_tiny",
     ]
 
 
 def test_the_neural_renderer_ships_and_its_card_rebuilds_it():
     model = create_model("neural_renderer", pretrained=True)  # sha256 checked on load
-    assert model.size == 128 and len(model.avatars) == 9
+    assert model.size == 128
+    assert len(model.avatars) == 9
 
 
 def test_default_depths():

@@ -16,6 +16,7 @@ from facexpr.cli import animate as animate_cli
 from facexpr.cli import avatar as avatar_cli
 from facexpr.cli import datasets as datasets_cli
 from facexpr.cli import evaluate as evaluate_cli
+from facexpr.cli import normalize as normalize_cli
 from facexpr.cli import plot as plot_cli
 from facexpr.cli import similar as similar_cli
 from facexpr.cli import synth as synth_cli
@@ -166,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate_cli.add_parser(sub)
     plot_cli.add_parser(sub)
     avatar_cli.add_parser(sub)
+    normalize_cli.add_parser(sub)
     d = sub.add_parser("dataset", help="build and inspect training datasets (shard format)")
     dsub = d.add_subparsers(dest="dataset_command", required=True)
     b = dsub.add_parser(
@@ -433,6 +435,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return plot_cli.run(args)
         if args.command == "avatar":
             return avatar_cli.run(args)
+        if args.command == "normalize":
+            return normalize_cli.run(args)
     except FacexprError as e:
         print(f"facexpr: error: {e}", file=sys.stderr)
         return 2

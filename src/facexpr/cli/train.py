@@ -10,8 +10,8 @@ import sys
 RECIPE_HELP = (
     "'mae' (stage 1: masked-autoencoder pretraining on face shards), 'expression' (stage 2: "
     "triplet fine-tuning into the expression embedding), 'heads' (the analysis heads), "
-    "'renderer' (the multi-avatar neural renderer), 'animator' (the multi-avatar animator), or "
-    "'package.module:Class'"
+    "'renderer' (the multi-avatar neural renderer), 'animator' (the multi-avatar animator), "
+    "'normalizer' (Norface identity normalisation), or 'package.module:Class'"
 )
 
 

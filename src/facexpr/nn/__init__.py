@@ -2,14 +2,16 @@
 
 Importing it fills the registry (explicit imports, no lookup by globals): the fxvit encoders
 (:mod:`.vit`), the expression encoder (:mod:`.expression`), the animator
-(:mod:`.animator`), the neural renderer (:mod:`.neural_renderer`) and the training-time
-teachers (:mod:`.teachers`). ``nn`` imports ``facexpr.core`` only.
+(:mod:`.animator`), the neural renderer (:mod:`.neural_renderer`), the identity normaliser
+(:mod:`.normalizer`) and the training-time teachers (:mod:`.teachers`). ``nn`` imports
+``facexpr.core`` only.
 """
 
 from facexpr.nn import analysis as _analysis  # noqa: F401  (registers "analysis")
 from facexpr.nn import animator as _animator  # noqa: F401  (registers "animator")
 from facexpr.nn import expression as _expression  # noqa: F401  (registers "expression")
 from facexpr.nn import neural_renderer as _neural_renderer  # noqa: F401  (registers it)
+from facexpr.nn import normalizer as _normalizer  # noqa: F401  (registers "normalizer")
 from facexpr.nn import vit as _vit  # noqa: F401  (registers the fxvit encoders)
 from facexpr.nn.analysis import FaceAnalysisModel
 from facexpr.nn.animator import MultiAvatarAnimator
@@ -18,6 +20,7 @@ from facexpr.nn.heads import EmbeddingHead
 from facexpr.nn.losses import triplet_accuracy, triplet_loss
 from facexpr.nn.mae import MaskedAutoencoder
 from facexpr.nn.neural_renderer import NeuralRenderer, load_neural_renderer
+from facexpr.nn.normalizer import FaceNormalizer
 from facexpr.nn.registry import (
     WeightsCard,
     create_model,
@@ -37,6 +40,7 @@ __all__ = [
     "EmbeddingHead",
     "ExpressionEncoder",
     "FaceAnalysisModel",
+    "FaceNormalizer",
     "MaskedAutoencoder",
     "MultiAvatarAnimator",
     "NeuralRenderer",

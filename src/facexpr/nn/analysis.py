@@ -11,6 +11,13 @@ One forward pass of the foundation encoder feeds:
 
 Any subset of heads may be built (``heads=``); the output heads may be Mixture-of-Experts layers
 (``experts`` > 1, Norface). Registered as ``analysis``; the trainer is ``facexpr train heads``.
+
+Norface's classifier reads the original face and its identity-normalised image
+(:mod:`facexpr.nn.normalizer`) together. With ``normalized=True`` the model takes both: the
+normalised crop goes through the same encoder in a second pass, and every head reads the two
+passes' features concatenated (pooled features for the pooled heads and the embedding, patch
+tokens channel-wise for the AU module), mixed by the (MoE) output layers. No shipped heads are
+trained this way yet: the option is the mechanism.
 """
 
 from __future__ import annotations
@@ -61,6 +68,8 @@ class FaceAnalysisModel(nn.Module):
         hidden_dim: hidden width of the pooled heads and the embedding head.
         experts: Mixture-of-Experts size of the output layers (1: plain linear).
         au_dim: width of each AU's local feature in the Local AU Features Module.
+        normalized: also take the identity-normalised crop (a second encoder pass whose
+            features are concatenated to the original's; ``forward(x, x_norm)``).
 
     Raises:
         ConfigError: an unknown or repeated head, or no head.
@@ -75,6 +84,7 @@ class FaceAnalysisModel(nn.Module):
         hidden_dim: int = 256,
         experts: int = 1,
         au_dim: int = 32,
+        normalized: bool = False,
     ) -> None:
         super().__init__()
         heads = tuple(heads)
@@ -85,7 +95,8 @@ class FaceAnalysisModel(nn.Module):
             )
         self.encoder = encoder
         self.heads = tuple(h for h in HEADS if h in heads)
-        c = encoder.embed_dim
+        self.normalized = bool(normalized)
+        c = encoder.embed_dim * (2 if self.normalized else 1)
         self.head = EmbeddingHead(c, dim, hidden_dim) if "embedding" in heads else None
         self.emotion = _PooledHead(c, len(EMOTIONS), hidden_dim, experts) if (
             "emotion" in heads) else None  # fmt: skip
@@ -94,12 +105,36 @@ class FaceAnalysisModel(nn.Module):
             "blendshapes" in heads) else None  # fmt: skip
         self.aus = LocalAUFeatures(c, len(HEAD_AUS), au_dim, experts) if "aus" in heads else None
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, x_norm: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         """Returns the heads' outputs of (B, 3, H, W) normalised faces: ``embedding`` (B, dim),
         ``emotion`` (B, 8) logits, ``va`` (B, 2), ``blendshapes`` (B, 52), ``au_logits`` and
-        ``au_intensity`` (B, 20); only the built heads' keys."""
+        ``au_intensity`` (B, 20); only the built heads' keys.
+
+        Args:
+            x: (B, 3, H, W) face crops, normalised with the card's mean/std.
+            x_norm: with ``normalized=True``, their identity-normalised crops, (B, 3, H, W),
+                normalised the same way (resize the normaliser's output to H x W first).
+
+        Raises:
+            ConfigError: ``x_norm`` missing for a ``normalized`` model, given to another, or of
+                another shape than ``x``.
+        """
+        if self.normalized != (x_norm is not None):
+            need = "needs x_norm, the normalised crops" if self.normalized else "takes no x_norm"
+            raise ConfigError(f"FaceAnalysisModel(normalized={self.normalized}) {need}")
         tokens = self.encoder.forward_features(x)
         pooled = self.encoder.pool(tokens)
+        if x_norm is not None:
+            if x_norm.shape != x.shape:
+                raise ConfigError(
+                    f"FaceAnalysisModel: x_norm {tuple(x_norm.shape)} differs from x "
+                    f"{tuple(x.shape)}"
+                )
+            tokens_n = self.encoder.forward_features(x_norm)
+            pooled = torch.cat([pooled, self.encoder.pool(tokens_n)], dim=-1)
+            tokens = torch.cat([tokens, tokens_n], dim=-1)
         out: dict[str, torch.Tensor] = {}
         if self.head is not None:
             out["embedding"] = self.head(pooled)
@@ -138,6 +173,8 @@ class PackedAnalysis(nn.Module):
         super().__init__()
         if model.head is not None and model.head.dim != 16:
             raise ConfigError(f"PackedAnalysis needs a 16-d embedding, got {model.head.dim}")
+        if model.normalized:
+            raise ConfigError("PackedAnalysis takes one input; a normalized model takes two")
         self.model = model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -199,8 +236,10 @@ def analysis(
     au_dim: int = 32,
     img_size: int | None = None,
     depth: int | None = None,
+    normalized: bool = False,
 ) -> FaceAnalysisModel:
-    """Returns an untrained analysis model on a registered fxvit encoder (patch-mean pooling).
+    """Returns an untrained analysis model on a registered fxvit encoder (patch-mean pooling);
+    ``normalized=True`` also takes the identity-normalised crop (:class:`FaceAnalysisModel`).
 
     Raises:
         ConfigError: an unknown encoder or head.
@@ -212,5 +251,6 @@ def analysis(
     overrides = {k: v for k, v in (("img_size", img_size), ("depth", depth)) if v is not None}
     vit = create_model(encoder, global_pool="avg", **overrides)
     return FaceAnalysisModel(
-        vit, tuple(heads), dim=dim, hidden_dim=hidden_dim, experts=experts, au_dim=au_dim
-    )
+        vit, tuple(heads), dim=dim, hidden_dim=hidden_dim, experts=experts, au_dim=au_dim,
+        normalized=normalized,
+    )  # fmt: skip

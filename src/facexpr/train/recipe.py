@@ -94,6 +94,7 @@ _RECIPES: dict[str, str] = {
     "heads": "facexpr.train.recipes.heads:HeadsRecipe",
     "animator": "facexpr.train.recipes.animator:AnimatorRecipe",
     "renderer": "facexpr.train.recipes.renderer:RendererRecipe",
+    "normalizer": "facexpr.train.recipes.normalizer:NormalizerRecipe",
 }
 
 
