@@ -3,7 +3,9 @@
 ``facexpr synth -o DIR`` renders ICT FaceKit avatars (random identities) or, with
 ``--identities BANK``, captured real people, into dataset shards. ``facexpr synth identities
 SOURCE... -o BANK`` captures each person of photos, videos, folders or UTKFace once into a bank
-(one ``.glb`` each and ``bank.json``) that ``--identities`` renders fast.
+(compact entries: identity coefficients ``.npz`` + texture ``.png`` each, or ``--format glb``:
+one ``.glb`` each; and ``bank.json``) that ``--identities`` renders fast; ``facexpr synth
+identities BANK --export-glb KEY -o person.glb`` writes the glTF of one entry.
 """
 
 from __future__ import annotations
@@ -142,14 +144,35 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "identities",
         help="capture real people into an identity bank for --identities",
         description="Capture each person of SOURCE once as a textured ICT FaceKit avatar: BANK "
-        "gets one .glb per person (what 'facexpr avatar capture' writes) and bank.json (per "
-        "entry: file, source person id, source file, fit residual, skin tone, notes; the "
-        "failures with their reasons). SOURCE: photos, videos (one person each), folders of "
-        "them (each file a person; each first-level subfolder a person with several photos), "
-        "or a UTKFace root. A rerun skips what is done. Exits 2 if any input failed.",
+        "gets per person a compact entry (KEY.npz: the fitted identity coefficients, KEY.png: "
+        "the texture; a few hundred KB) or, with --format glb, a KEY.glb (what 'facexpr avatar "
+        "capture' writes, ~19 MB), and bank.json (per entry: file, source person id, source "
+        "file, fit residual, skin tone, notes; the failures with their reasons). SOURCE: "
+        "photos, videos (one person each), folders of them (each file a person; each "
+        "first-level subfolder a person with several photos), or a UTKFace root. A rerun skips "
+        "what is done. Exits 2 if any input failed. 'facexpr synth identities BANK --export-glb "
+        "KEY -o person.glb' writes the glTF of one entry.",
     )
     ib.add_argument("sources", nargs="+", metavar="SOURCE")
-    ib.add_argument("-o", "--out", dest="bank_out", required=True, metavar="BANK")
+    ib.add_argument(
+        "-o", "--out", dest="bank_out", required=True, metavar="BANK",
+        help="the bank folder (with --export-glb: the .glb file to write)",
+    )  # fmt: skip
+    ib.add_argument(
+        "--format",
+        dest="bank_format",
+        choices=("compact", "glb"),
+        default=None,
+        help="entry format: compact (default for a new bank: .npz + .png a person) or glb (a "
+        "full .glb a person); a rerun into a bank keeps its format",
+    )
+    ib.add_argument(
+        "--export-glb",
+        metavar="KEY",
+        default=None,
+        help="write the glTF binary of the bank entry KEY (its file name without extension) "
+        "of the bank SOURCE to -o FILE.glb, and capture nothing",
+    )
     ib.add_argument("--workers", dest="bank_workers", type=_positive_int, default=1)
     ib.add_argument(
         "--retry-failed", action="store_true", help="capture the inputs that failed before again"
@@ -185,18 +208,37 @@ def _print_bank(report, quiet: bool) -> int:
     return 2 if failed else 0
 
 
+def _export_glb(args: argparse.Namespace) -> int:
+    """``facexpr synth identities BANK --export-glb KEY -o FILE.glb``."""
+    from facexpr.core.errors import ConfigError
+    from facexpr.synth.bank import export_entry_glb, load_bank
+
+    if len(args.sources) != 1:
+        raise ConfigError("--export-glb KEY reads one bank: give one BANK folder")
+    out = Path(args.bank_out)
+    if out.suffix.lower() != ".glb":
+        raise ConfigError(f"--export-glb writes a glTF binary: -o must end in .glb, got {out}")
+    bank = load_bank(args.sources[0])
+    export_entry_glb(bank, args.export_glb, out)
+    print(out)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Runs ``facexpr synth`` or ``facexpr synth identities``; returns the exit code (errors
     propagate to ``main``: exit 2)."""
     from facexpr.core.errors import ConfigError
-    from facexpr.synth.bank import BankOptions, build_bank, is_bank
+    from facexpr.synth.bank import BankOptions, bank_entry_format, build_bank, is_bank
 
     progress = sys.stderr.isatty()
     if args.synth_command == "identities":
+        if args.export_glb is not None:
+            return _export_glb(args)
+        fmt = args.bank_format or bank_entry_format(args.bank_out) or "compact"
         report = build_bank(
             args.sources,
             args.bank_out,
-            BankOptions(texture_size=args.texture_size),
+            BankOptions(texture_size=args.texture_size, entry_format=fmt),
             limit=args.limit,
             workers=args.bank_workers,
             retry_failed=args.retry_failed,
@@ -226,10 +268,11 @@ def run(args: argparse.Namespace) -> int:
         else:
             bank = args.bank_dir or str(Path(args.out).with_name(Path(args.out).name + "_bank"))
             print(f"facexpr: capturing the people of {ident} into {bank}", file=sys.stderr)
+            fmt = bank_entry_format(bank) or "compact"
             report = build_bank(
                 [ident],
                 bank,
-                BankOptions(texture_size=args.texture_size),
+                BankOptions(texture_size=args.texture_size, entry_format=fmt),
                 limit=args.limit,
                 workers=args.workers,
                 progress=progress,

@@ -5,18 +5,24 @@ fast, so :func:`build_bank` captures every person of a source once into a folder
 synthetic engine (:class:`facexpr.synth.engine.SynthOptions` ``identity_bank``) renders them with
 any number of expressions, poses, lights and backgrounds.
 
-A bank folder holds one ``.glb`` per captured identity (exactly what ``facexpr avatar capture``
-writes: ICT FaceKit topology, the person's neutral shape, the 53 morph targets, the texture;
-:func:`facexpr.avatars.avatar.avatar_from_gltf` loads it) and ``bank.json``::
+A bank folder holds ``bank.json`` and, per captured identity, either a **compact** entry (the
+default: ``<key>.npz`` with the fitted ICT FaceKit identity coefficients and ``<key>.png`` with the
+texture, a few hundred KB; the rig rebuilds the neutral face and the 53 morph targets from the
+coefficients, exactly as the capture made them) or a ``<key>.glb`` (exactly what ``facexpr avatar
+capture`` writes: ICT FaceKit topology, the person's neutral shape, the 53 morph targets, the
+texture, ~19 MB; :func:`facexpr.avatars.avatar.avatar_from_gltf` loads it).
+:func:`export_entry_glb` writes the glTF of any entry. ``bank.json``::
 
-    {"format": "facexpr.identity_bank", "version": 1,
-     "options": {"texture_size": 256, "frames": 5, ...},
-     "entries": [{"file": "0_1_2_2017.glb", "person": "utk-201701041657",
+    {"format": "facexpr.identity_bank", "version": 2,
+     "options": {"texture_size": 256, "frames": 5, ..., "entry_format": "compact"},
+     "entries": [{"file": "0_1_2_2017.npz", "texture": "0_1_2_2017.png",
+                  "person": "utk-201701041657",
                   "source": "/data/UTKFace/0_1_2_2017....chip.jpg", "residual": 0.021,
                   "tone": [0.86, 0.64, 0.55], "seen_fraction": 0.52, "notes": []}, ...],
      "failures": [{"source": "/data/x.jpg", "person": "x", "reason": "no face found"}, ...]}
 
-``person`` is the source person: all entries of one person go to the same split
+Version 1 banks (``.glb`` entries, no ``entry_format`` option) are still read. ``person`` is
+the source person: all entries of one person go to the same split
 (:func:`person_split`, a stable hash of the id). Failures are listed with their reason, never
 dropped. A rerun skips every source already captured or failed (``retry_failed`` retries the
 failures); files are written through :mod:`facexpr.io._files` (atomic renames, a folder lock).
@@ -55,6 +61,7 @@ __all__ = [
     "BankReport",
     "BankSource",
     "build_bank",
+    "export_entry_glb",
     "is_bank",
     "list_bank_sources",
     "load_bank",
@@ -63,7 +70,8 @@ __all__ = [
 
 BANK_FILE = "bank.json"
 FORMAT = "facexpr.identity_bank"
-VERSION = 1
+VERSION = 2
+_READ_VERSIONS = (1, 2)
 _KEY_BAD = re.compile(r"[^A-Za-z0-9_.\-]")
 
 
@@ -76,14 +84,21 @@ class BankOptions:
         frames: most video frames merged per person (>= 1).
         several: a photo with several faces: capture the ``"largest"`` (noted) or ``"refuse"`` it.
         min_face_score: the detector's threshold, in (0, 1).
+        entry_format: ``"compact"`` (identity coefficients ``.npz`` + texture ``.png``, a few
+            hundred KB a person) or ``"glb"`` (a full glTF per person, ~19 MB).
     """
 
     texture_size: int = 256
     frames: int = 5
     several: Literal["largest", "refuse"] = "largest"
     min_face_score: float = 0.5
+    entry_format: Literal["compact", "glb"] = "compact"
 
     def __post_init__(self) -> None:
+        if self.entry_format not in ("compact", "glb"):
+            raise ConfigError(
+                f"BankOptions.entry_format must be 'compact' or 'glb', got {self.entry_format!r}"
+            )
         if self.texture_size < 32:
             raise ConfigError(f"BankOptions.texture_size must be >= 32, got {self.texture_size}")
         if self.frames < 1:
@@ -103,7 +118,7 @@ class BankSource:
     """One person-file to capture.
 
     Attributes:
-        key: unique entry name in the bank (the ``.glb`` is ``key + ".glb"``).
+        key: unique entry name in the bank (its files are ``key`` + ``.npz``/``.png``/``.glb``).
         person: source person id (the split unit).
         path: the photo or video.
     """
@@ -118,13 +133,14 @@ class BankEntry:
     """One captured identity of a bank.
 
     Attributes:
-        file: the ``.glb`` name, relative to the bank folder.
+        file: the ``.npz`` (compact entry) or ``.glb`` name, relative to the bank folder.
         person: source person id (subject-exclusive splits use it).
         source: the photo or video it was captured from.
         residual: the fit residual (mean landmark error / inter-ocular distance) of the best frame.
         tone: RGB skin tone in [0, 1] that filled the unseen skin.
         seen_fraction: fraction of the skin texels the source showed.
         notes: sentences from the capture (several faces, frames dropped ...).
+        texture: the texture ``.png`` of a compact entry ("" for a ``.glb`` entry).
     """
 
     file: str
@@ -134,11 +150,17 @@ class BankEntry:
     tone: tuple[float, float, float]
     seen_fraction: float
     notes: tuple[str, ...] = ()
+    texture: str = ""
 
     @property
     def key(self) -> str:
-        """Returns the entry name (the file name without ``.glb``)."""
-        return self.file[: -len(".glb")] if self.file.endswith(".glb") else self.file
+        """Returns the entry name (the file name without ``.glb``/``.npz``)."""
+        return Path(self.file).stem if self.file.endswith((".glb", ".npz")) else self.file
+
+    @property
+    def compact(self) -> bool:
+        """True for a compact entry (``.npz`` + ``.png``), False for a ``.glb``."""
+        return self.file.endswith(".npz")
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,8 +192,21 @@ class Bank:
     sha256: str
 
     def path(self, entry: BankEntry) -> Path:
-        """Returns the ``.glb`` of an entry."""
+        """Returns the ``.glb`` or ``.npz`` of an entry."""
         return self.folder / entry.file
+
+    def index(self, key: str) -> int:
+        """Returns the index of the entry named ``key``.
+
+        Raises:
+            InputError: no entry has that name (the message lists a few that do).
+        """
+        for i, e in enumerate(self.entries):
+            if e.key == key:
+                return i
+        some = ", ".join(e.key for e in self.entries[:5])
+        more = ", ..." if len(self.entries) > 5 else ""
+        raise InputError(self.folder / BANK_FILE, f"no entry named {key!r} (entries: {some}{more})")
 
     def select(self, split: Literal["all", "train", "test"], test_fraction: float) -> list[int]:
         """Returns the indices of the entries whose person falls in ``split``."""
@@ -287,11 +322,35 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise InputError(path, f"not valid JSON ({e}); rebuild the bank") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise InputError(path, f'not an identity bank manifest (no "format": "{FORMAT}")')
-    if data.get("version") != VERSION:
+    if data.get("version") not in _READ_VERSIONS:
         raise InputError(
-            path, f"identity bank version {data.get('version')!r}; this facexpr reads {VERSION}"
-        )
+            path, f"identity bank version {data.get('version')!r}; this facexpr reads "
+            f"{' and '.join(str(v) for v in _READ_VERSIONS)}",
+        )  # fmt: skip
     return data
+
+
+def _options_of(data: dict[str, Any]) -> dict[str, Any]:
+    """Returns a manifest's options with the defaults of older versions filled in (version 1
+    banks hold ``.glb`` entries and have no ``entry_format``)."""
+    opts = data.get("options", {})
+    if not isinstance(opts, dict):
+        return opts
+    return {**opts, "entry_format": opts.get("entry_format", "glb")}
+
+
+def bank_entry_format(folder: str | Path) -> str | None:
+    """Returns the entry format (``"compact"``/``"glb"``) of the bank in ``folder``, or None if
+    there is no bank there yet.
+
+    Raises:
+        InputError: its ``bank.json`` is damaged.
+    """
+    man = Path(folder) / BANK_FILE
+    if not man.is_file():
+        return None
+    fmt = _options_of(_read_json(man)).get("entry_format")
+    return str(fmt) if fmt in ("compact", "glb") else None
 
 
 def _entry(d: Any, path: Path, k: int) -> BankEntry:
@@ -307,12 +366,39 @@ def _entry(d: Any, path: Path, k: int) -> BankEntry:
             tone=tone,  # type: ignore[arg-type]
             seen_fraction=float(d["seen_fraction"]),
             notes=tuple(str(n) for n in d.get("notes", ())),
+            texture=str(d.get("texture", "")),
         )
     except (KeyError, TypeError, ValueError) as e:
         raise InputError(path, f"entries[{k}] is malformed ({e!s}); rebuild the bank") from None
-    if Path(e.file).name != e.file or not e.file.endswith(".glb"):
-        raise InputError(path, f"entries[{k}].file must be a .glb name in the bank, got {e.file!r}")
+    if Path(e.file).name != e.file or not e.file.endswith((".glb", ".npz")):
+        raise InputError(
+            path, f"entries[{k}].file must be a .glb or .npz name in the bank, got {e.file!r}"
+        )
+    if e.compact and (Path(e.texture).name != e.texture or not e.texture.endswith(".png")):
+        raise InputError(
+            path, f"entries[{k}].texture must be a .png name in the bank, got {e.texture!r}"
+        )
     return e
+
+
+def _missing(path: Path, man: Path) -> InputError:
+    return InputError(
+        path, f"listed in {man} but missing; rerun 'facexpr synth identities' into this folder "
+        "to capture it again",
+    )  # fmt: skip
+
+
+def _check_head(path: Path, man: Path, magic: bytes, what: str) -> None:
+    """Checks that a listed file exists and starts with ``magic``."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(len(magic))
+    except FileNotFoundError:
+        raise _missing(path, man) from None
+    except OSError as e:
+        raise InputError(path, f"cannot read ({e.strerror})") from None
+    if head != magic:
+        raise InputError(path, f"not {what}; capture it again")
 
 
 def _check_glb(path: Path, man: Path) -> None:
@@ -323,10 +409,7 @@ def _check_glb(path: Path, man: Path) -> None:
         with open(path, "rb") as fh:
             head = fh.read(12)
     except FileNotFoundError:
-        raise InputError(
-            path, f"listed in {man} but missing; rerun 'facexpr synth identities' into this "
-            "folder to capture it again",
-        ) from None  # fmt: skip
+        raise _missing(path, man) from None
     except OSError as e:
         raise InputError(path, f"cannot read ({e.strerror})") from None
     ok = len(head) == 12 and head[:4] == b"glTF"
@@ -345,7 +428,7 @@ def load_bank(folder: str | Path, *, check_files: bool = True) -> Bank:
 
     Args:
         folder: a bank folder (written by :func:`build_bank`).
-        check_files: check that every listed ``.glb`` exists.
+        check_files: check that every listed file exists and has the right header.
 
     Raises:
         InputError: the folder or its ``bank.json`` is missing or malformed, a listed file is
@@ -364,7 +447,7 @@ def load_bank(folder: str | Path, *, check_files: bool = True) -> Bank:
         )  # fmt: skip
     data = _read_json(man)
     try:
-        options = BankOptions(**data.get("options", {}))
+        options = BankOptions(**_options_of(data))
     except (TypeError, ConfigError) as e:
         raise InputError(man, f"bad options ({e})") from None
     entries = tuple(_entry(d, man, k) for k, d in enumerate(data.get("entries", [])))
@@ -375,7 +458,11 @@ def load_bank(folder: str | Path, *, check_files: bool = True) -> Bank:
     )  # fmt: skip
     if check_files:
         for e in entries:
-            _check_glb(folder / e.file, man)
+            if e.compact:
+                _check_head(folder / e.file, man, b"PK", "an .npz file (a zip archive)")
+                _check_head(folder / e.texture, man, b"\x89PNG\r\n\x1a\n", "a PNG image")
+            else:
+                _check_glb(folder / e.file, man)
     if not entries:
         why = f" ({len(failures)} sources failed, see its failures)" if failures else ""
         raise InputError(man, f"the identity bank has no captured identity{why}")
@@ -408,6 +495,7 @@ def _capture_one(job: tuple[BankSource, BankOptions, str]) -> tuple[str, dict[st
     """Captures one source into ``folder``; returns ("ok", entry) or ("fail", failure)."""
     from facexpr.avatars.gltf import save_avatar_gltf
     from facexpr.avatars.texture import TextureOptions
+    from facexpr.synth._bank_entry import save_compact_entry
     from facexpr.synth.capture import CaptureOptions, capture
 
     src, o, folder = job
@@ -428,21 +516,28 @@ def _capture_one(job: tuple[BankSource, BankOptions, str]) -> tuple[str, dict[st
             # The detector misses faces that fill the photo (tight crops such as UTKFace's):
             # try again with a border of half the photo's side around it.
             r = _capture_padded(src.path, co)
-        save_avatar_gltf(r.avatar, Path(folder) / f"{src.key}.glb")
+        if o.entry_format == "glb":
+            save_avatar_gltf(r.avatar, Path(folder) / f"{src.key}.glb")
+        else:
+            save_compact_entry(r.avatar, Path(folder), src.key)
     except FacexprError as e:
         reason = e.problem if isinstance(e, InputError) else str(e)
         return "fail", asdict(BankFailure(src.path, src.person, reason, src.key))
+    compact = o.entry_format == "compact"
     entry = BankEntry(
-        file=f"{src.key}.glb",
+        file=f"{src.key}.npz" if compact else f"{src.key}.glb",
         person=src.person,
         source=src.path,
         residual=round(float(r.residual[0]), 5),
         tone=tuple(round(float(x), 4) for x in r.tone),  # type: ignore[arg-type]
         seen_fraction=round(float(r.seen_fraction), 4),
         notes=r.notes,
+        texture=f"{src.key}.png" if compact else "",
     )
     d = asdict(entry)
     d["tone"], d["notes"] = list(entry.tone), list(entry.notes)
+    if not compact:
+        del d["texture"]
     return "ok", d
 
 
@@ -470,6 +565,13 @@ def _run(jobs: list[tuple[BankSource, BankOptions, str]], workers: int) -> Itera
                 os.environ[k] = v
     with pool:
         yield from pool.imap(_capture_one, jobs, chunksize=1)
+
+
+def _entry_files_there(folder: Path, d: dict[str, Any]) -> bool:
+    """True if the files of a manifest entry are in ``folder`` (else a rerun captures it again)."""
+    if not (folder / str(d.get("file"))).is_file():
+        return False
+    return not str(d.get("file")).endswith(".npz") or (folder / str(d.get("texture"))).is_file()
 
 
 def _write_manifest(path: Path, options: BankOptions, entries: list, failures: list) -> None:
@@ -534,12 +636,12 @@ def build_bank(
         failures: list[dict[str, Any]] = []
         if man.is_file():
             data = _read_json(man)
-            if data.get("options") != asdict(o):
+            if _options_of(data) != asdict(o):
                 raise ConfigError(
-                    f"{man}: the bank was built with options {data.get('options')}, this run "
+                    f"{man}: the bank was built with options {_options_of(data)}, this run "
                     f"has {asdict(o)}; use the same options or another folder"
                 )
-            entries = [d for d in data.get("entries", []) if (out / str(d.get("file"))).is_file()]
+            entries = [d for d in data.get("entries", []) if _entry_files_there(out, d)]
             failures = [d for d in data.get("failures", []) if not retry_failed]
         done = {Path(str(d["file"])).stem for d in entries}
         done |= {str(d.get("key")) for d in failures}
@@ -578,7 +680,8 @@ def build_bank(
 class BankAvatars:
     """The identities of a bank as textured avatars on one shared rig, loaded on demand.
 
-    Every bank ``.glb`` has the topology of the ICT FaceKit atlas rig
+    A compact entry is read as it is (its identity coefficients and texture). Every bank ``.glb``
+    has the topology of the ICT FaceKit atlas rig
     (:func:`facexpr.avatars.texture.atlas_rig`): its neutral is the rig's mean face plus the
     identity modes, and its morph targets are the rig's (ICT's expression deltas do not depend on
     the identity). Each file's neutral is projected onto the identity modes (least squares; the
@@ -623,6 +726,23 @@ class BankAvatars:
         hit = self._cache.get(k)
         if hit is not None:
             return hit
+        from facexpr.avatars.avatar import Avatar, Look
+
+        entry = self.bank.entries[k]
+        if entry.compact:
+            from facexpr.synth._bank_entry import load_identity, load_texture
+
+            z = load_identity(self.bank.path(entry), self.rig.n_identity)
+            tex = load_texture(self.bank.folder / entry.texture)
+            av = Avatar(entry.key, self.rig, identity=z, look=Look(lips=None), texture=tex)
+        else:
+            av = self._from_glb(k)
+        if len(self._cache) >= self._size:
+            self._cache.pop(next(iter(self._cache)))
+        self._cache[k] = av
+        return av
+
+    def _from_glb(self, k: int) -> Any:
         import numpy as np
 
         from facexpr.avatars.avatar import Avatar, Look
@@ -651,11 +771,23 @@ class BankAvatars:
         tex = load_gltf_texture(path)
         if tex is None:
             raise InputError(path, f"has no texture; {why}")
-        av = Avatar(
+        return Avatar(
             self.bank.entries[k].key, rig, identity=z.astype(np.float32), look=Look(lips=None),
             texture=tex.image,
         )  # fmt: skip
-        if len(self._cache) >= self._size:
-            self._cache.pop(next(iter(self._cache)))
-        self._cache[k] = av
-        return av
+
+
+def export_entry_glb(bank: Bank, key: str, path: str | Path) -> Path:
+    """Writes the glTF binary of the bank entry ``key`` (what ``facexpr avatar capture`` writes:
+    the person's neutral face, the 53 morph targets, the texture), whatever its format.
+
+    Returns:
+        The written path.
+
+    Raises:
+        InputError: no entry ``key``, or its files are missing or damaged.
+    """
+    from facexpr.avatars.gltf import save_avatar_gltf
+
+    av = BankAvatars(bank, cache=1).avatar(bank.index(key))
+    return save_avatar_gltf(av, path)
