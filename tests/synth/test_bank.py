@@ -27,6 +27,7 @@ pytest.importorskip("moderngl", reason="rendering needs moderngl")
 FACES = ("single_face.jpg", "0-f1-su-ph.jpg", "45-m7-di-ph.jpg")
 NO_FACE = "free-mountain-vector-01.jpg"
 OPTS = BankOptions(texture_size=64)
+GLB = BankOptions(texture_size=64, entry_format="glb")
 
 
 def _synth(bank: Path, **kw: object) -> SynthOptions:
@@ -44,21 +45,45 @@ def bank(media_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pat
     return d, build_bank(inputs, d, OPTS)
 
 
-def test_bank_writes_one_glb_per_person_and_a_manifest(bank) -> None:
-    from facexpr.avatars.avatar import avatar_from_gltf
+@pytest.fixture(scope="module")
+def glb_bank(media_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bank of one person in the ``.glb`` entry format."""
+    d = tmp_path_factory.mktemp("glb_bank") / "b"
+    build_bank([media_dir / FACES[0]], d, GLB)
+    return d
+
+
+def test_bank_writes_one_compact_entry_per_person_and_a_manifest(bank) -> None:
+    from facexpr.synth.bank import BankAvatars
 
     d, report = bank
     assert sorted(report.captured) == sorted(Path(f).stem for f in FACES)
     b = load_bank(d)
     assert [e.person for e in b.entries] == [Path(f).stem for f in FACES]
-    for e in b.entries:
+    assert json.loads((d / "bank.json").read_text())["version"] == 2
+    for k, e in enumerate(b.entries):
         assert e.source.endswith(e.person + ".jpg")
         assert 0.0 < e.residual < 0.1
         assert all(0.0 < c <= 1.0 for c in e.tone)
-        av = avatar_from_gltf(b.path(e))
+        assert (e.file, e.texture) == (f"{e.key}.npz", f"{e.key}.png")
+        assert (d / e.file).stat().st_size + (d / e.texture).stat().st_size < 100_000
+        av = BankAvatars(b).avatar(k)
         assert av.texture.shape == (64, 128, 3)
         assert av.rig.n_channels == 53
+    assert not list(d.glob("*.glb"))
     assert b.options == OPTS
+
+
+def test_a_glb_bank_writes_one_glb_per_person(glb_bank: Path) -> None:
+    from facexpr.avatars.avatar import avatar_from_gltf
+
+    b = load_bank(glb_bank)
+    (e,) = b.entries
+    assert (e.file, e.texture, e.compact) == (f"{Path(FACES[0]).stem}.glb", "", False)
+    av = avatar_from_gltf(b.path(e))
+    assert av.texture.shape == (64, 128, 3)
+    assert av.rig.n_channels == 53
+    assert b.options == GLB
 
 
 def test_a_photo_without_a_face_is_listed_with_its_reason(bank) -> None:
@@ -68,7 +93,7 @@ def test_a_photo_without_a_face_is_listed_with_its_reason(bank) -> None:
     (fail,) = data["failures"]
     assert fail["source"].endswith(NO_FACE)
     assert fail["reason"] == "no face found"
-    assert not (d / f"{Path(NO_FACE).stem}.glb").exists()
+    assert not list(d.glob(f"{Path(NO_FACE).stem}.*"))
 
 
 def test_a_face_filling_the_photo_is_captured_with_a_border(
@@ -92,12 +117,13 @@ def test_a_face_filling_the_photo_is_captured_with_a_border(
 
 def test_a_rerun_skips_what_is_done(bank, media_dir: Path) -> None:
     d, _ = bank
-    stamps = {p.name: p.stat().st_mtime_ns for p in d.glob("*.glb")}
+    stamps = {p.name: p.stat().st_mtime_ns for p in (*d.glob("*.npz"), *d.glob("*.png"))}
+    assert len(stamps) == 2 * len(FACES)
     again = build_bank([media_dir / f for f in (*FACES, NO_FACE)], d, OPTS)
     assert again.captured == []
     assert again.failed == []
     assert sorted(again.skipped) == sorted(Path(f).stem for f in (*FACES, NO_FACE))
-    assert {p.name: p.stat().st_mtime_ns for p in d.glob("*.glb")} == stamps
+    assert {p.name: p.stat().st_mtime_ns for p in (*d.glob("*.npz"), *d.glob("*.png"))} == stamps
 
 
 def test_a_rerun_with_other_options_is_refused(bank, media_dir: Path) -> None:
@@ -229,29 +255,29 @@ def _copy(bank_dir: Path, tmp_path: Path) -> Path:
     return d
 
 
-def test_corrupt_glb_is_named(bank, tmp_path: Path) -> None:
-    d = _copy(bank[0], tmp_path)
-    glb = d / f"{Path(FACES[1]).stem}.glb"
+def test_corrupt_glb_is_named(glb_bank: Path, tmp_path: Path) -> None:
+    d = _copy(glb_bank, tmp_path)
+    glb = d / f"{Path(FACES[0]).stem}.glb"
     glb.write_bytes(b"not a glb at all")
     with pytest.raises(InputError, match=rf"{glb.name}: not a glTF binary"):
         generate(_synth(d), tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
-def test_truncated_glb_is_named(bank, tmp_path: Path) -> None:
-    d = _copy(bank[0], tmp_path)
-    glb = d / f"{Path(FACES[2]).stem}.glb"
+def test_truncated_glb_is_named(glb_bank: Path, tmp_path: Path) -> None:
+    d = _copy(glb_bank, tmp_path)
+    glb = d / f"{Path(FACES[0]).stem}.glb"
     glb.write_bytes(glb.read_bytes()[:5000])
     with pytest.raises(InputError, match=rf"{glb.name}: truncated or damaged .glb"):
         load_bank(d)
 
 
-def test_glb_of_another_rig_is_named(bank, tmp_path: Path) -> None:
+def test_glb_of_another_rig_is_named(glb_bank: Path, tmp_path: Path) -> None:
     from facexpr.avatars.gltf import save_gltf
     from facexpr.avatars.ict import load_ict
     from facexpr.synth.bank import BankAvatars
 
-    d = _copy(bank[0], tmp_path)
+    d = _copy(glb_bank, tmp_path)
     glb = d / f"{Path(FACES[0]).stem}.glb"
     save_gltf(load_ict(), glb)  # a glb, but not a capture (no texture, other topology)
     b = load_bank(d)
@@ -259,8 +285,8 @@ def test_glb_of_another_rig_is_named(bank, tmp_path: Path) -> None:
         BankAvatars(b).avatar(0)
 
 
-def test_manifest_pointing_to_a_missing_file(bank, tmp_path: Path) -> None:
-    d = _copy(bank[0], tmp_path)
+def test_manifest_pointing_to_a_missing_file(glb_bank: Path, tmp_path: Path) -> None:
+    d = _copy(glb_bank, tmp_path)
     gone = d / f"{Path(FACES[0]).stem}.glb"
     gone.unlink()
     with pytest.raises(InputError, match=rf"{gone.name}: listed in .*bank.json but missing"):
