@@ -28,7 +28,7 @@ import numpy as np
 
 from _common import git_commit
 from facexpr.synth import SynthOptions, generate
-from facexpr.synth.bank import BankOptions, build_bank
+from facexpr.synth.bank import BankOptions, bank_entry_format, build_bank, load_bank
 
 SHARED = Path(
     os.environ.get("FACEXPR_SHARED", Path(__file__).resolve().parents[1].parent / "shared")
@@ -54,12 +54,27 @@ def utkface_sample(people: int, folder: Path, seed: int = 0) -> Path:
     return folder
 
 
+def _entry_bytes(folder: Path) -> list[int]:
+    """Returns the bytes of each entry's files (``.glb``, or compact ``.npz`` + ``.png``)."""
+    b = load_bank(folder)
+    return [
+        (folder / e.file).stat().st_size + ((folder / e.texture).stat().st_size if e.compact else 0)
+        for e in b.entries
+    ]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--people", type=int, default=160)
     ap.add_argument("--bank", type=Path, default=Path("/tmp/facexpr_utk_bank"))
     ap.add_argument("--bank-workers", type=int, default=2)
     ap.add_argument("--texture-size", type=int, default=256)
+    ap.add_argument(
+        "--format",
+        choices=("compact", "glb"),
+        default=None,
+        help="bank entry format (default: the bank's own, or compact for a new one)",
+    )
     ap.add_argument("--n", type=int, default=300)
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
@@ -68,9 +83,11 @@ def main() -> None:
     sel = utkface_sample(args.people, args.bank.with_name(args.bank.name + "_sources"))
     load0 = os.getloadavg()[0]
     cpu0 = _cpu_seconds()
+    fmt = args.format or bank_entry_format(args.bank) or "compact"
     rep = build_bank(
-        [sel], args.bank, BankOptions(texture_size=args.texture_size), workers=args.bank_workers
-    )
+        [sel], args.bank, BankOptions(texture_size=args.texture_size, entry_format=fmt),
+        workers=args.bank_workers,
+    )  # fmt: skip
     cpu = _cpu_seconds() - cpu0
     bank = {
         "people": args.people,
@@ -83,9 +100,8 @@ def main() -> None:
         "persons_per_min": round(60 * len(rep.captured) / rep.seconds, 1) if rep.captured else None,
         "cpu_seconds_per_person": round(cpu / len(rep.captured), 2) if rep.captured else None,
         "failure_reasons": sorted({f.reason for f in rep.failed}),
-        "mb_per_glb": round(
-            np.mean([p.stat().st_size for p in args.bank.glob("*.glb")]) / 2**20, 1
-        ),
+        "entry_format": fmt,
+        "mb_per_entry": round(float(np.mean(_entry_bytes(args.bank))) / 2**20, 2),
         "load_before": round(load0, 2),
         "load_after": round(os.getloadavg()[0], 2),
     }

@@ -208,3 +208,21 @@ def test_corrupt_png_is_named(banks, tmp_path: Path) -> None:
         InputError, match=rf"{KEY}.png: the texture is 64x64; a capture's is S x 2S"
     ):
         BankAvatars(load_bank(d)).avatar(0)
+
+
+def test_a_compact_bank_is_an_identity_folder_of_norface_pairs(banks) -> None:
+    from facexpr.synth.pairs import PairOptions, PairScene, list_identity_files, render_pair
+
+    compact, glb = banks
+    assert list_identity_files(compact) == (compact / f"{KEY}.npz",)
+    want = BankAvatars(load_bank(glb)).avatar(0)  # the engine's avatar of the .glb entry
+    with PairScene(PairOptions(n=1, size=48, render_size=96, identities=str(compact),
+                               antialias=0)) as sc:  # fmt: skip
+        av = sc.identity(0)[0]
+        p = render_pair(sc, 0)
+    np.testing.assert_allclose(av.identity, want.identity, atol=1e-5)
+    assert (av.texture == want.texture).all()
+    assert p.subject_id == KEY
+    # Textured: the face's colours come from the photo, not one flat skin albedo.
+    face = p.input[16:32, 16:32].reshape(-1, 3).astype(float)
+    assert face.std(axis=0).mean() > 3

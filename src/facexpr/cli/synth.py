@@ -145,10 +145,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="capture real people into an identity bank for --identities",
         description="Capture each person of SOURCE once as a textured ICT FaceKit avatar: BANK "
         "gets per person a compact entry (KEY.npz: the fitted identity coefficients, KEY.png: "
-        "the texture; a few hundred KB) or, with --format glb, a KEY.glb (what 'facexpr avatar "
-        "capture' writes, ~19 MB), and bank.json (per entry: file, source person id, source "
-        "file, fit residual, skin tone, notes; the failures with their reasons). SOURCE: "
-        "photos, videos (one person each), folders of them (each file a person; each "
+        "the texture; ~40 KB at texture 256) or, with --format glb, a KEY.glb (what 'facexpr "
+        "avatar capture' writes, ~19 MB), and bank.json (per entry: file, source person id, "
+        "source file, fit residual, skin tone, notes; the failures with their reasons). "
+        "SOURCE: photos, videos (one person each), folders of them (each file a person; each "
         "first-level subfolder a person with several photos), or a UTKFace root. A rerun skips "
         "what is done. Exits 2 if any input failed. 'facexpr synth identities BANK --export-glb "
         "KEY -o person.glb' writes the glTF of one entry.",

@@ -117,3 +117,26 @@ def load_texture(path: Path, max_side: int = 8192) -> np.ndarray:
             f"(twice as wide as high); {_WHY}",
         )  # fmt: skip
     return np.ascontiguousarray(rgb)
+
+
+def load_compact_avatar(npz: Path, name: str | None = None, rig: Any = None) -> Any:
+    """Returns the textured avatar of a compact entry (``npz`` and the ``.png`` beside it).
+
+    Args:
+        npz: the entry's ``.npz``.
+        name: the avatar's name (default: the file's stem).
+        rig: the ICT FaceKit atlas rig (built when None; pass it to load many entries).
+
+    Raises:
+        InputError: a file is missing or damaged (see :func:`load_identity`, :func:`load_texture`).
+    """
+    from facexpr.avatars.avatar import Avatar, Look
+
+    if rig is None:
+        from facexpr.avatars.ict import load_ict
+        from facexpr.avatars.texture import atlas_rig
+
+        rig = atlas_rig(load_ict())
+    z = load_identity(npz, rig.n_identity)
+    tex = load_texture(npz.with_suffix(".png"))
+    return Avatar(name or npz.stem, rig, identity=z, look=Look(lips=None), texture=tex)

@@ -78,7 +78,9 @@ class PairOptions:
         seed: pair-set seed.
         identities: ``"ict"`` (random ICT FaceKit identities, ``n_identities`` of them) or a
             folder of textured ``.glb`` avatars (``facexpr avatar capture`` or ``facexpr synth
-            identities`` output; a ``bank.json`` there is not needed), one identity each.
+            identities --format glb`` output) or of compact bank entries (``KEY.npz`` +
+            ``KEY.png``, ``facexpr synth identities`` output; a ``bank.json`` there is not
+            needed), one identity each.
         n_identities: random ICT identities with ``identities="ict"``.
         identity_seed: seed of the random ICT identities (another seed: other people, for
             held-out evaluation).
@@ -178,16 +180,20 @@ class PairSample:
 
 
 def list_identity_files(folder: str | Path) -> tuple[Path, ...]:
-    """Returns the sorted ``.glb`` files of an identity folder.
+    """Returns the sorted ``.glb`` files and compact bank entries (``.npz`` with a ``.png``
+    beside it) of an identity folder.
 
     Raises:
-        InputError: the folder is missing, not a folder, or holds no ``.glb`` file.
+        InputError: the folder is missing, not a folder, or holds no avatar.
     """
     folder = Path(folder)
     if not folder.is_dir():
         problem = "identity folder not found" if not folder.exists() else "is not a folder"
         raise InputError(folder, problem)
-    files = tuple(sorted(p for p in folder.iterdir() if p.suffix.lower() == ".glb"))
+    files = tuple(sorted(
+        p for p in folder.iterdir()
+        if p.suffix.lower() == ".glb" or (p.suffix == ".npz" and p.with_suffix(".png").is_file())
+    ))  # fmt: skip
     if not files:
         raise InputError(
             folder,
@@ -303,7 +309,12 @@ class PairScene:
             o = self.options
             if self.files:
                 where = str(self.files[k])
-                av = avatar_from_gltf(self.files[k], name=self.names[k])
+                if self.files[k].suffix == ".npz":  # a compact identity bank entry
+                    from facexpr.synth._bank_entry import load_compact_avatar
+
+                    av = load_compact_avatar(self.files[k], name=self.names[k])
+                else:
+                    av = avatar_from_gltf(self.files[k], name=self.names[k])
                 skin = None
             else:
                 where = self.names[k]
