@@ -7,7 +7,7 @@ any number of expressions, poses, lights and backgrounds.
 
 A bank folder holds ``bank.json`` and, per captured identity, either a **compact** entry (the
 default: ``<key>.npz`` with the fitted ICT FaceKit identity coefficients and ``<key>.png`` with the
-texture, a few hundred KB; the rig rebuilds the neutral face and the 53 morph targets from the
+texture, ~40 KB at texture 256; the rig rebuilds the neutral face and the 53 morph targets from the
 coefficients, exactly as the capture made them) or a ``<key>.glb`` (exactly what ``facexpr avatar
 capture`` writes: ICT FaceKit topology, the person's neutral shape, the 53 morph targets, the
 texture, ~19 MB; :func:`facexpr.avatars.avatar.avatar_from_gltf` loads it).
@@ -60,6 +60,7 @@ __all__ = [
     "BankOptions",
     "BankReport",
     "BankSource",
+    "bank_entry_format",
     "build_bank",
     "export_entry_glb",
     "is_bank",
@@ -84,8 +85,8 @@ class BankOptions:
         frames: most video frames merged per person (>= 1).
         several: a photo with several faces: capture the ``"largest"`` (noted) or ``"refuse"`` it.
         min_face_score: the detector's threshold, in (0, 1).
-        entry_format: ``"compact"`` (identity coefficients ``.npz`` + texture ``.png``, a few
-            hundred KB a person) or ``"glb"`` (a full glTF per person, ~19 MB).
+        entry_format: ``"compact"`` (identity coefficients ``.npz`` + texture ``.png``, ~40 KB
+            a person at texture 256) or ``"glb"`` (a full glTF per person, ~19 MB).
     """
 
     texture_size: int = 256
