@@ -310,6 +310,10 @@ class NormalizerRecipe(Recipe):
                                   weights_out=w_out, weights_target=w_tgt,
                                   weights_latent=w_lat,
                                   latent_scale=getattr(bare, "weight_std", None))  # fmt: skip
+        if "latent" in terms and getattr(bare, "weight_std", None) is not None:
+            # Logged only (no loss weight): the read-out's plain squared error, comparable with
+            # the mean weights' (the standardised ``latent`` of the mean is ~1).
+            terms["latent_mse"] = torch.nn.functional.mse_loss(w_lat.detach(), batch["weights"])
         return out, terms
 
     def step(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> dict:
