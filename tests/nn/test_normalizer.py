@@ -61,6 +61,75 @@ def test_every_part_gets_gradient() -> None:
     assert lat.shape == (2, 53)
 
 
+def test_weight_code_is_the_decoders_only_input() -> None:
+    torch.manual_seed(0)
+    m = create_model("normalizer", **TINY, code="weights").eval()
+    x = torch.randn(2, 3, 32, 32)
+    w = torch.rand(2, 53)
+    with torch.no_grad():
+        _, lat = m(x, return_latent=True)
+        # The bottleneck: two inputs with the same code draw the same face.
+        forced = m(x, code=w[:1].expand(2, -1))
+        torch.testing.assert_close(forced[0], forced[1])
+        # Without a code the decoder draws the read-out; NaN rows of a code keep it.
+        torch.testing.assert_close(m(x), m.forward_decoder(m.forward_code(lat.clamp(0, 1))))
+        mixed = m(x, code=torch.stack([w[0], torch.full((53,), float("nan"))]))
+        torch.testing.assert_close(mixed[1], m(x)[1])
+        torch.testing.assert_close(mixed[0], m(x, code=w)[0])
+    # The decoder's input depends on the code (its last conv starts at zero: take a step first).
+    opt = torch.optim.SGD(m.parameters(), lr=0.5)
+    m.train()
+    (m(x, code=w) - torch.rand(2, 3, 32, 32)).abs().mean().backward()
+    opt.step()
+    with torch.no_grad():
+        assert float((m(x, code=w) - m(x, code=1 - w)).abs().max()) > 1e-4
+
+
+def test_every_part_of_the_weight_code_model_gets_gradient() -> None:
+    torch.manual_seed(0)
+    m = create_model("normalizer", **TINY, code="weights")
+    x, t = torch.randn(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    for _ in range(2):
+        opt.zero_grad()
+        out, lat = m(x, return_latent=True)
+        terms = normalizer_losses(out, t, region=region_mask(32), weights_true=torch.rand(2, 53),
+                                  weights_out=m.probe(out), weights_target=m.probe(t),
+                                  weights_latent=lat)  # fmt: skip
+        sum(terms.values()).backward()
+        opt.step()
+    dead = [n for n, p in m.named_parameters() if p.grad is None or float(p.grad.abs().sum()) == 0]
+    assert dead == []
+
+
+def test_weight_code_read_out_is_standardised() -> None:
+    m = create_model("normalizer", **TINY, code="weights")
+    mean, std = torch.rand(53), torch.rand(53) + 0.1
+    m.weight_mean.copy_(mean)
+    m.weight_std.copy_(std)
+    assert "weight_mean" in m.state_dict()  # saved with the weights
+    with torch.no_grad():
+        tokens = m.forward_encoder(torch.randn(2, 3, 32, 32))
+        z = m.latent(tokens.flatten(1))  # every token, flattened
+        torch.testing.assert_close(m.forward_latent(tokens), mean + z * std)
+    w = torch.rand(2, 53)
+    lat = w + 0.1 * std
+    t = torch.rand(2, 3, 32, 32)
+    terms = normalizer_losses(t, t, region=region_mask(32), weights_true=w, weights_latent=lat,
+                              latent_scale=std)  # fmt: skip
+    assert float(terms["latent"]) == pytest.approx(0.01, rel=1e-4)  # (0.1 std / std)^2
+
+
+def test_code_misuse_is_refused() -> None:
+    x = torch.randn(1, 3, 32, 32)
+    with pytest.raises(ConfigError, match="model has code='tokens'"):
+        create_model("normalizer", **TINY)(x, code=torch.rand(1, 53))
+    with pytest.raises(ConfigError, match=r"code must be \(1, 53\)"):
+        create_model("normalizer", **TINY, code="weights")(x, code=torch.rand(1, 52))
+    with pytest.raises(ConfigError, match="forward_code needs code='weights'"):
+        create_model("normalizer", **TINY).forward_code(torch.rand(1, 53))
+
+
 def test_region_mask_covers_the_boxes_only() -> None:
     m = region_mask(96)
     area = sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in region_boxes(96))
@@ -85,6 +154,7 @@ def test_region_loss_sees_only_the_boxes() -> None:
         ({"decoder_channels": (8, 8)}, "4 widths"),
         ({"encoder_channels": (8, 8)}, "3 widths"),
         ({"encoder": "resnet"}, "unknown encoder 'resnet'"),
+        ({"code": "pixels"}, "code must be 'tokens' or 'weights', got 'pixels'"),
     ],
 )
 def test_bad_options_are_refused(kw: dict, match: str) -> None:

@@ -100,6 +100,9 @@ def test_visuals_show_input_output_target_rows(tmp_path: Path, overfit) -> None:
         ("model.weights={pixel: -1}", "model.weights.pixel"),
         ("data.val_percent=100", "data.val_percent"),
         ("data.eval_n=0", "data.eval_n"),
+        ("model.code=pixels", "model.code must be 'tokens' or 'weights'"),
+        ("model.teacher_forcing=0.5", "model.teacher_forcing needs model.code: weights"),
+        ("model.teacher_forcing=1.5", "model.teacher_forcing"),
     ],
 )
 def test_bad_config_is_refused(override: str, match: str, tmp_path: Path) -> None:
@@ -117,3 +120,54 @@ def test_pairs_of_another_size_are_refused(overfit, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"crops are 32 px, model\.img_size is 64"):
         train("normalizer", overrides=[*TINY, "model.img_size=64", f"data.pairs=[{pairs}]",
                                        "run.steps=1"], out=tmp_path / "r")  # fmt: skip
+
+
+def _tiny_recipe(**kw: object):
+    from facexpr.train.recipes.normalizer import (
+        NormalizerDataConfig,
+        NormalizerModelConfig,
+        NormalizerRecipe,
+    )
+
+    cfg = NormalizerModelConfig(img_size=32, dim=32, heads=2, merge_depth=1,
+                                decoder_channels=[16, 16, 8, 8], encoder_channels=[8, 8, 16],
+                                **kw)  # type: ignore[arg-type]  # fmt: skip
+    return NormalizerRecipe(cfg, NormalizerDataConfig())
+
+
+def test_teacher_forcing_draws_the_true_weights_in_training_only() -> None:
+    torch.manual_seed(0)
+    from facexpr.train.recipes.normalizer import Pairs
+
+    recipe = _tiny_recipe(code="weights", teacher_forcing=1.0)
+    rng = np.random.default_rng(0)
+    labels = rng.random((6, 53)).astype(np.float32)
+    recipe._pairs = Pairs(np.zeros((6, 32, 32, 3), np.uint8), np.zeros((6, 32, 32, 3), np.uint8),
+                          labels, np.array([f"id{i}" for i in range(6)]))  # fmt: skip
+    model = recipe.build_model()
+    # The read-out is standardised with the training labels' statistics (val_percent 5: check
+    # against the identities kept for training).
+    from facexpr.train.data import held_out
+
+    kept = labels[[not held_out(f"id{i}", 5.0) for i in range(6)]]
+    np.testing.assert_allclose(model.weight_mean.numpy(), kept.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(model.weight_std.numpy(), kept.std(0, ddof=1), rtol=1e-4)
+    # A step so that the decoder's zero-initialised last conv lets the code through.
+    with torch.no_grad():
+        model.decoder.out.weight.normal_(0, 0.5)
+    g = torch.Generator().manual_seed(0)
+    batch = {"input": torch.randint(0, 256, (2, 3, 32, 32), generator=g, dtype=torch.uint8),
+             "target": torch.randint(0, 256, (2, 3, 32, 32), generator=g, dtype=torch.uint8),
+             "weights": torch.rand(2, 53, generator=g)}  # fmt: skip
+    x = (batch["input"].float() / 255 - torch.tensor(FACE_MEAN).view(1, 3, 1, 1)) / torch.tensor(
+        FACE_STD
+    ).view(1, 3, 1, 1)
+    model.train()
+    out, _ = recipe._losses(model, batch)
+    with torch.no_grad():
+        torch.testing.assert_close(out, model(x, code=batch["weights"]))
+        assert float((out - model(x)).abs().max()) > 1e-4  # not the read-out's drawing
+    model.eval()
+    out, _ = recipe._losses(model, batch)
+    with torch.no_grad():
+        torch.testing.assert_close(out, model(x))

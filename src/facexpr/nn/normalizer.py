@@ -123,9 +123,12 @@ class ExpressionMergingModule(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.grid = grid
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Returns (B, grid^2, dim) merged tokens of (B, N, dim) expression tokens."""
+    def forward(self, tokens: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        """Returns (B, grid^2, dim) merged tokens of (B, N, dim) expression tokens; ``extra``
+        (B, grid^2, dim) is added to the canonical queries (the weight code's cells)."""
         q = (self.canonical + self.pos).expand(tokens.shape[0], -1, -1)
+        if extra is not None:
+            q = q + extra
         for block in self.blocks:
             q = block(q, tokens)
         return self.norm(q)
@@ -182,6 +185,11 @@ class FaceNormalizer(nn.Module):
         heads: attention heads.
         decoder_channels: channels of the decoder's four x2 stages.
         probe: build the expression probe (the trainer's consistency loss).
+        code: what the decoder draws from. ``"tokens"``: the merge cross-attends to the input's
+            expression tokens. ``"weights"``: a bottleneck: the merge sees only the 53 rig
+            weights read from the tokens (:meth:`forward_latent`, supervised), or the true
+            weights when the trainer teacher-forces them (``forward(x, code=w)``), so no
+            identity can pass and the decoder must use the expression code.
 
     Raises:
         ConfigError: sizes that do not fit (naming the option).
@@ -197,8 +205,11 @@ class FaceNormalizer(nn.Module):
         heads: int = 4,
         decoder_channels: tuple[int, ...] = (128, 96, 64, 32),
         probe: bool = True,
+        code: str = "tokens",
     ) -> None:
         super().__init__()
+        if code not in ("tokens", "weights"):
+            raise ConfigError(f"normalizer: code must be 'tokens' or 'weights', got '{code}'")
         if img_size % _STRIDE or img_size < 32:
             raise ConfigError(
                 f"normalizer: img_size must be a multiple of 16, >= 32; got {img_size}"
@@ -229,8 +240,28 @@ class FaceNormalizer(nn.Module):
         )
         # Rig weights read from the pooled expression tokens: supervised by the trainer
         # (``latent`` loss), it makes the tokens carry the expression from the first steps.
-        self.latent = nn.Linear(dim, N_RIG_WEIGHTS)
+        # ``code="weights"``: the read-out sees every token (flattened: the crops are aligned,
+        # so a cell's place on the face is fixed) and predicts standardised weights (z-scores of
+        # the training labels, ``weight_mean`` / ``weight_std``, set by the trainer): with a
+        # sigmoid on these sparse labels a first read-out stayed at the mean (docs/normalize.md).
+        n_in = dim * (img_size // _STRIDE) ** 2 if code == "weights" else dim
+        if code == "weights" and isinstance(encoder, VisionTransformer):
+            n_in = dim * (img_size // encoder.config.patch_size) ** 2
+        self.latent = nn.Linear(n_in, N_RIG_WEIGHTS)
+        if code == "weights":
+            self.register_buffer("weight_mean", torch.full((N_RIG_WEIGHTS,), 0.1))
+            self.register_buffer("weight_std", torch.full((N_RIG_WEIGHTS,), 0.2))
         self.merge = ExpressionMergingModule(dim, self.grid, merge_depth, heads)
+        self.code = code
+        # ``code="weights"``: the 53 weights -> one token per output cell, the merge's only keys
+        # and values (and added to its queries), so the decoder cannot bypass the code.
+        self.code_embed = (
+            nn.Sequential(
+                nn.Linear(N_RIG_WEIGHTS, 4 * dim), nn.GELU(), nn.Linear(4 * dim, self.grid**2 * dim)
+            )
+            if code == "weights"
+            else None
+        )
         self.decoder = _Decoder(dim, tuple(decoder_channels))
         self.canonical_logits = nn.Parameter(torch.zeros(1, 3, img_size, img_size))
         self.probe = ExpressionProbe() if probe else None
@@ -244,8 +275,17 @@ class FaceNormalizer(nn.Module):
         return self.proj(tokens) + self.token_pos
 
     def forward_merge(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Returns (B, grid^2, dim) canonical tokens carrying the expression."""
+        """Returns (B, grid^2, dim) canonical tokens carrying the expression of (B, N, dim)
+        expression tokens (``code="tokens"``)."""
         return self.merge(tokens)
+
+    def forward_code(self, weights: torch.Tensor) -> torch.Tensor:
+        """Returns (B, grid^2, dim) canonical tokens carrying (B, 53) rig weights
+        (``code="weights"``: the bottleneck)."""
+        if self.code_embed is None:
+            raise ConfigError("normalizer: forward_code needs code='weights'")
+        kv = self.code_embed(weights).view(weights.shape[0], self.grid**2, -1)
+        return self.merge(kv, extra=kv)
 
     def forward_decoder(self, merged: torch.Tensor) -> torch.Tensor:
         """Returns (B, 3, S, S) images in [0, 1] of (B, grid^2, dim) merged tokens."""
@@ -254,21 +294,40 @@ class FaceNormalizer(nn.Module):
         return torch.sigmoid(self.decoder(x) + self.canonical_logits)
 
     def forward_latent(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Returns (B, 53) rig weights in [0, 1] read from (B, N, dim) expression tokens."""
+        """Returns (B, 53) rig weights read from (B, N, dim) expression tokens: in [0, 1]
+        (``code="tokens"``), or unclipped ``weight_mean + z * weight_std`` (``code="weights"``;
+        the decoder gets them clipped to [0, 1])."""
+        if self.code == "weights":
+            return self.weight_mean + self.latent(tokens.flatten(1)) * self.weight_std
         return torch.sigmoid(self.latent(tokens.mean(dim=1)))
 
     def forward(
-        self, x: torch.Tensor, return_latent: bool = False
+        self, x: torch.Tensor, return_latent: bool = False, code: torch.Tensor | None = None
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Returns (B, 3, S, S) float32 normalised faces in [0, 1] of (B, 3, S, S) normalised
         input crops (:data:`~facexpr.nn.vit.FACE_MEAN` / ``FACE_STD``); with ``return_latent``
-        also the (B, 53) rig weights of :meth:`forward_latent` (the trainer's)."""
+        also the (B, 53) rig weights of :meth:`forward_latent` (the trainer's). ``code``
+        (B, 53), with ``code="weights"`` only: drawn instead of the read-out (teacher forcing;
+        rows that are NaN keep the read-out)."""
         if x.ndim != 4 or x.shape[1:] != (3, self.img_size, self.img_size):
             raise ConfigError(
                 f"normalizer: input must be (B, 3, {self.img_size}, {self.img_size}), "
                 f"got {tuple(x.shape)}"
             )
         tokens = self.forward_encoder(x)
+        if self.code == "weights":
+            latent = self.forward_latent(tokens)
+            w = latent.clamp(0.0, 1.0)
+            if code is not None:
+                if code.shape != latent.shape:
+                    raise ConfigError(
+                        f"normalizer: code must be {tuple(latent.shape)}, got {tuple(code.shape)}"
+                    )
+                w = torch.where(torch.isnan(code), w, code)
+            out = self.forward_decoder(self.forward_code(w))
+            return (out, latent) if return_latent else out
+        if code is not None:
+            raise ConfigError("normalizer: a code is given but the model has code='tokens'")
         out = self.forward_decoder(self.forward_merge(tokens))
         return (out, self.forward_latent(tokens)) if return_latent else out
 
@@ -313,6 +372,7 @@ def normalizer(
     encoder_channels: tuple[int, ...] | list[int] = (32, 64, 96),
     depth: int | None = None,
     probe: bool = True,
+    code: str = "tokens",
 ) -> FaceNormalizer:
     """Returns an untrained identity normaliser.
 
@@ -327,6 +387,7 @@ def normalizer(
         encoder_channels: the conv encoder's first three stage widths.
         depth: ViT blocks (default the variant's).
         probe: build the expression probe used by the trainer.
+        code: ``"tokens"`` or ``"weights"`` (the 53-weight bottleneck; :class:`FaceNormalizer`).
 
     Raises:
         ConfigError: an unknown encoder or sizes that do not fit.
@@ -348,7 +409,7 @@ def normalizer(
         )
     return FaceNormalizer(
         enc, img_size, dim=dim, merge_depth=merge_depth, heads=heads,
-        decoder_channels=tuple(decoder_channels), probe=probe,
+        decoder_channels=tuple(decoder_channels), probe=probe, code=code,
     )  # fmt: skip
 
 
@@ -386,6 +447,7 @@ def normalizer_losses(
     weights_out: torch.Tensor | None = None,
     weights_target: torch.Tensor | None = None,
     weights_latent: torch.Tensor | None = None,
+    latent_scale: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Returns the unweighted loss terms of a batch.
 
@@ -397,6 +459,8 @@ def normalizer_losses(
         weights_out: (B, 53) the probe's weights read from ``output``.
         weights_target: (B, 53) the probe's weights read from ``target``.
         weights_latent: (B, 53) the weights read from the input's expression tokens.
+        latent_scale: (53,) divides the ``latent`` error per channel (the labels' standard
+            deviations: the error of standardised weights, so that rare channels count).
 
     Returns:
         ``pixel`` (L1 over the image), ``region`` (L1 inside the eye and mouth boxes) and, with
@@ -417,5 +481,6 @@ def normalizer_losses(
     if weights_true is not None and weights_target is not None:
         out["probe"] = F.mse_loss(weights_target, weights_true)
     if weights_true is not None and weights_latent is not None:
-        out["latent"] = F.mse_loss(weights_latent, weights_true)
+        err_lat = weights_latent - weights_true
+        out["latent"] = (err_lat if latent_scale is None else err_lat / latent_scale).pow(2).mean()
     return out

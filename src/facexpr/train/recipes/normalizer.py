@@ -67,6 +67,11 @@ class NormalizerModelConfig:
             run); empty: random.
         weights: loss weights of ``pixel``, ``region``, ``expression``, ``probe`` and
             ``latent``.
+        code: ``tokens`` (the decoder's merge attends to the input's tokens) or ``weights``
+            (a bottleneck: the decoder draws only from the 53 rig weights read from the tokens).
+        teacher_forcing: with ``code: weights``, the share of each training batch drawn from
+            the true rig weights instead of the read-out (the decoder learns to draw
+            expressions while the read-out is still poor); 0 for none. Evaluation never does.
     """
 
     encoder: str = "conv"
@@ -82,8 +87,15 @@ class NormalizerModelConfig:
             "pixel": 1.0, "region": 5.0, "expression": 10.0, "probe": 10.0, "latent": 10.0,
         }
     )  # fmt: skip
+    code: str = "tokens"
+    teacher_forcing: float = 0.0
 
     def __post_init__(self) -> None:
+        if self.code not in ("tokens", "weights"):
+            raise ConfigError(f"model.code must be 'tokens' or 'weights', got '{self.code}'")
+        check_number("model.teacher_forcing", self.teacher_forcing, ge=0, le=1)
+        if self.teacher_forcing and self.code != "weights":
+            raise ConfigError("model.teacher_forcing needs model.code: weights")
         if self.encoder != "conv" and self.encoder not in VIT_VARIANTS:
             raise ConfigError(
                 f"model.encoder '{self.encoder}' is neither 'conv' nor an fxvit encoder "
@@ -106,7 +118,7 @@ class NormalizerModelConfig:
             "encoder": self.encoder, "img_size": self.img_size, "dim": self.dim,
             "merge_depth": self.merge_depth, "heads": self.heads,
             "decoder_channels": list(self.decoder_channels),
-            "encoder_channels": list(self.encoder_channels),
+            "encoder_channels": list(self.encoder_channels), "code": self.code,
         }  # fmt: skip
 
 
@@ -218,6 +230,15 @@ class NormalizerRecipe(Recipe):
     def build_model(self) -> torch.nn.Module:
         m: NormalizerModelConfig = self.model_cfg
         model = create_model("normalizer", **m.builder_args())
+        if m.code == "weights":
+            # The read-out predicts z-scores of the training labels (a resumed run's buffers are
+            # then overwritten by its checkpoint's, the same values).
+            w = self._all_pairs().weights
+            train = ~np.array([held_out(str(s), self.data_cfg.val_percent)
+                               for s in self._all_pairs().subjects])  # fmt: skip
+            w = torch.from_numpy(w[train] if train.any() else w)
+            model.weight_mean.copy_(w.mean(0))
+            model.weight_std.copy_(w.std(0).clamp_min(1e-3))
         if m.init:
             _load_encoder(model.encoder, Path(m.init))
         return model
@@ -270,7 +291,14 @@ class NormalizerRecipe(Recipe):
         bare = model.module if hasattr(model, "module") else model
         x = normalise(batch["input"], FACE_MEAN, FACE_STD)
         target = batch["target"].float() / 255.0
-        out, w_lat = model(x, return_latent=True)
+        code = None
+        tf = self.model_cfg.teacher_forcing
+        if tf and model.training:
+            # Rows drawn from the true weights; NaN rows keep the model's own read-out.
+            w = batch["weights"].float()
+            keep = torch.rand(w.shape[0], 1, device=w.device) < tf
+            code = torch.where(keep, w, torch.full_like(w, float("nan")))
+        out, w_lat = model(x, return_latent=True, code=code)
         if self._region is None or self._region.device != out.device:
             self._region = region_mask(out.shape[-1], out.device)
         w_out = w_tgt = None
@@ -280,7 +308,12 @@ class NormalizerRecipe(Recipe):
             w_tgt = bare.probe(target)
         terms = normalizer_losses(out, target, region=self._region, weights_true=batch["weights"],
                                   weights_out=w_out, weights_target=w_tgt,
-                                  weights_latent=w_lat)  # fmt: skip
+                                  weights_latent=w_lat,
+                                  latent_scale=getattr(bare, "weight_std", None))  # fmt: skip
+        if "latent" in terms and getattr(bare, "weight_std", None) is not None:
+            # Logged only (no loss weight): the read-out's plain squared error, comparable with
+            # the mean weights' (the standardised ``latent`` of the mean is ~1).
+            terms["latent_mse"] = torch.nn.functional.mse_loss(w_lat.detach(), batch["weights"])
         return out, terms
 
     def step(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> dict:
