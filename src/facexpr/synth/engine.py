@@ -67,6 +67,32 @@ SCHEMA: tuple[LabelField, ...] = (
 )  # fmt: skip
 
 
+def check_scene_options(owner: str, o: Any) -> None:
+    """Checks the options every rendered data set shares (``n``, ``size``, ``render_size``,
+    the pose ranges, ``skin_tones``, ``antialias``); errors name ``owner`` (the options class).
+
+    Raises:
+        ConfigError: the first option out of range.
+    """
+    if o.n < 1:
+        raise ConfigError(f"{owner}.n must be >= 1, got {o.n}")
+    if o.size < 16 or o.render_size < o.size:
+        raise ConfigError(
+            f"{owner}: need 16 <= size <= render_size, got size={o.size}, "
+            f"render_size={o.render_size}"
+        )
+    for name in ("yaw_range", "pitch_range", "roll_range"):
+        lo, hi = getattr(o, name)
+        if not -90 <= lo <= hi <= 90:
+            raise ConfigError(f"{owner}.{name} must be -90 <= lo <= hi <= 90 degrees")
+    if not o.skin_tones or any(
+        len(c) != 3 or not all(0 <= v <= 1 for v in c) for c in o.skin_tones
+    ):
+        raise ConfigError(f"{owner}.skin_tones: give RGB triples in [0, 1]")
+    if o.antialias not in (0, 2, 4, 8):
+        raise ConfigError(f"{owner}.antialias must be 0, 2, 4 or 8, got {o.antialias}")
+
+
 @dataclass(frozen=True)
 class SynthOptions:
     """Options of a synthetic dataset.
@@ -172,21 +198,11 @@ class SynthOptions:
             )
         if self.identity_bank is None and (self.bank_split != "all"):
             raise ConfigError("SynthOptions.bank_split needs an identity_bank")
-        if self.n < 1:
-            raise ConfigError(f"SynthOptions.n must be >= 1, got {self.n}")
-        if self.size < 16 or self.render_size < self.size:
-            raise ConfigError(
-                f"SynthOptions: need 16 <= size <= render_size, got size={self.size}, "
-                f"render_size={self.render_size}"
-            )
+        check_scene_options("SynthOptions", self)
         if self.workers < 1:
             raise ConfigError(f"SynthOptions.workers must be >= 1, got {self.workers}")
         if self.n_identities is not None and self.n_identities < 1:
             raise ConfigError(f"SynthOptions.n_identities must be >= 1, got {self.n_identities}")
-        for name in ("yaw_range", "pitch_range", "roll_range"):
-            lo, hi = getattr(self, name)
-            if not -90 <= lo <= hi <= 90:
-                raise ConfigError(f"SynthOptions.{name} must be -90 <= lo <= hi <= 90 degrees")
         if self.light not in ("random", "fixed"):
             raise ConfigError(f"SynthOptions.light must be 'random' or 'fixed', got {self.light!r}")
         kinds = self.backgrounds
@@ -203,12 +219,6 @@ class SynthOptions:
                 "SynthOptions: background_dir is given but 'photos' is not one of the background "
                 f"kinds {kinds}; add 'photos' to background"
             )
-        if not self.skin_tones or any(
-            len(c) != 3 or not all(0 <= v <= 1 for v in c) for c in self.skin_tones
-        ):
-            raise ConfigError("SynthOptions.skin_tones: give RGB triples in [0, 1]")
-        if self.antialias not in (0, 2, 4, 8):
-            raise ConfigError(f"SynthOptions.antialias must be 0, 2, 4 or 8, got {self.antialias}")
         if not 0 <= self.png_compression <= 9:
             raise ConfigError("SynthOptions.png_compression must be in 0..9")
 

@@ -35,6 +35,7 @@ from facexpr.core.arkit import ARKIT_NAMES, ICT_CHANNELS
 from facexpr.core.errors import ConfigError, InputError
 from facexpr.io.shards import LabelField, Manifest, Sample, encode_png
 from facexpr.synth.compose import BackgroundKind, draw_background
+from facexpr.synth.engine import check_scene_options
 from facexpr.synth.expressions import ExpressionSampler, ExpressionSamplerOptions
 
 log = logging.getLogger(__name__)
@@ -118,19 +119,9 @@ class PairOptions:
     antialias: int = 2
 
     def __post_init__(self) -> None:
-        if self.n < 1:
-            raise ConfigError(f"PairOptions.n must be >= 1, got {self.n}")
-        if self.size < 16 or self.render_size < self.size:
-            raise ConfigError(
-                f"PairOptions: need 16 <= size <= render_size, got size={self.size}, "
-                f"render_size={self.render_size}"
-            )
+        check_scene_options("PairOptions", self)
         if self.n_identities < 1:
             raise ConfigError(f"PairOptions.n_identities must be >= 1, got {self.n_identities}")
-        for name in ("yaw_range", "pitch_range", "roll_range"):
-            lo, hi = getattr(self, name)
-            if not -90 <= lo <= hi <= 90:
-                raise ConfigError(f"PairOptions.{name} must be -90 <= lo <= hi <= 90 degrees")
         bad = [k for k in self.backgrounds if k not in ("solid", "gradient", "noise")]
         if bad or not self.backgrounds:
             raise ConfigError(
@@ -140,12 +131,6 @@ class PairOptions:
             c = getattr(self, name)
             if len(c) != 3 or not all(0 <= v <= 1 for v in c):
                 raise ConfigError(f"PairOptions.{name} must be RGB in [0, 1], got {c}")
-        if not self.skin_tones or any(
-            len(c) != 3 or not all(0 <= v <= 1 for v in c) for c in self.skin_tones
-        ):
-            raise ConfigError("PairOptions.skin_tones: give RGB triples in [0, 1]")
-        if self.antialias not in (0, 2, 4, 8):
-            raise ConfigError(f"PairOptions.antialias must be 0, 2, 4 or 8, got {self.antialias}")
         if not self.identities:
             raise ConfigError("PairOptions.identities: give 'ict' or a folder of .glb avatars")
 
