@@ -316,9 +316,8 @@ NEURAL_RENDERER_CARD = WeightsCard(
         "benchmark": "python benchmarks/neural_renderer.py --renderer runs/renderer_9 "
         "(64 held-out rig weights per avatar)",
     },
-    train_command="facexpr train renderer --config configs/renderer_tiny.yaml --out "
-    "runs/renderer_9 --set 'data.avatars=[ict_000, ict_001, ict_002, ict_003, ict_004, ict_005, "
-    "ict_006, ict_007, ict_toon]' --set run.steps=3000",
+    train_command="facexpr train renderer --config configs/renderer_ict9.yaml --out "
+    "runs/renderer_9",
 )
 
 
