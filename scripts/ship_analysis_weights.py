@@ -7,12 +7,12 @@ Usage::
 
 1. Loads the run's model (``RUN_DIR/analysis.safetensors``, or ``--weights``: a checkpoint's
    ``model.safetensors``).
-2. Calibrates the AU occurrence thresholds: on the faces of subjects the run held out of each
-   labelled source (the recipe's own ``test`` side), split again by subject into a calibration
-   half and an evaluation half; per AU the probability threshold that maximises F1 on the
-   calibration half (pooled over sources) is kept, and the F1 on the evaluation half is
-   reported (never on faces the threshold was chosen on). The thresholds go into the weights
-   (``aus.thresholds``).
+2. Calibrates the AU occurrence thresholds (when the model has the AU head): on the faces of
+   subjects the run held out of each labelled source (the recipe's own ``test`` side), split
+   again by subject into a calibration half and an evaluation half; per AU the probability
+   threshold that maximises F1 on the calibration half (pooled over sources) is kept, and the F1
+   on the evaluation half is reported (never on faces the threshold was chosen on). The
+   thresholds go into the weights (``aus.thresholds``).
 3. Writes ``analysis_<tag>.safetensors`` (float16 when every output stays within 2e-3 of the
    float32 model on check faces, else float32; at most 20 MB) and its card
    ``analysis_<tag>.json`` (architecture, input size, mean/std, training data and licences,
@@ -160,10 +160,11 @@ def main() -> None:
     model = create_model("analysis", **arch).eval()
     load_model_weights(model, weights)
 
-    thr, cal_metrics = calibrate(model, cfg, run)
-    if model.aus is not None:
+    cal_metrics: dict[str, float] = {}
+    if model.aus is not None:  # a model without the AU head has no thresholds to calibrate
+        thr, cal_metrics = calibrate(model, cfg, run)
         model.aus.thresholds.copy_(torch.from_numpy(thr))
-    print("AU thresholds:", np.round(thr, 2).tolist(), cal_metrics)
+        print("AU thresholds:", np.round(thr, 2).tolist(), cal_metrics)
 
     g = np.random.default_rng(0)
     x = torch.from_numpy(g.integers(0, 256, (16, 3, m.img_size, m.img_size), dtype=np.uint8))

@@ -106,6 +106,49 @@ def test_the_table_gets_openface_au_columns_emotions_and_va(small_weights, media
     assert df[list(C.EXPR)].notna().all().all()  # the embedding comes from the heads
 
 
+@pytest.fixture(scope="module")
+def emotion_weights(tmp_path_factory):
+    """A 2-block random analysis model with the emotion and valence-arousal heads only."""
+    torch.manual_seed(4)
+    folder = tmp_path_factory.mktemp("heads_emotion")
+    config = {"encoder": "fxvit_tiny_d6_p16_112", "depth": 2, "hidden_dim": 64,
+              "heads": ["emotion", "va"]}  # fmt: skip
+    model = create_model("analysis", **config)
+    write_bytes_atomic(folder / "analysis.safetensors", weights_to_bytes(model))
+    card = dataclasses.replace(ANALYSIS_CARD, config=config, sha256="")
+    write_text_atomic(folder / "analysis.json", card.to_json())
+    return folder / "analysis.safetensors"
+
+
+def test_a_model_with_some_heads_fills_only_their_columns(emotion_weights, media_dir):
+    heads = HeadsOptions(weights=emotion_weights)
+    assert heads.head_names() == ("emotion", "va")
+    opts = AnalyzerOptions(heads=heads, embedding=None)
+    assert opts.blendshapes == "none"  # auto: no learned blendshapes without that head
+    with Analyzer(opts) as a:
+        df = a.analyze(media_dir / "single_face.jpg").data
+    assert np.isclose(df[list(EMOTIONS)].to_numpy().sum(), 1.0, atol=1e-4)
+    assert df[["valence", "arousal"]].notna().all().all()
+    for col in (*AU_INTENSITY_COLUMNS, *AU_CLASS_COLUMNS, *C.BLENDSHAPES, *C.EXPR):
+        assert col not in df.columns, col
+    # With fitted blendshapes the fitted AU columns come back (the model has no AU head).
+    fit = AnalyzerOptions(heads=heads, embedding=None, blendshapes="fit")
+    assert "aus" in fit.groups
+    assert "au_heads" not in fit.groups
+    with pytest.raises(ConfigError, match="no blendshape head"):
+        AnalyzerOptions(heads=heads, blendshapes="learned")
+
+
+def test_an_unreadable_card_is_named(tmp_path, emotion_weights):
+    from facexpr.core.errors import ModelError
+
+    w = tmp_path / "analysis.safetensors"
+    w.write_bytes(emotion_weights.read_bytes())
+    (tmp_path / "analysis.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(ModelError, match=r"analysis\.json: not a readable analysis card"):
+        HeadsOptions(weights=w).head_names()
+
+
 def test_learned_blendshapes_need_the_heads():
     with pytest.raises(ConfigError, match="blendshapes 'learned' needs the analysis heads"):
         AnalyzerOptions(blendshapes="learned", heads=None)

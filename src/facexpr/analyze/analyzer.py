@@ -151,12 +151,18 @@ class AnalyzerOptions:
                 self.heads_note = "align_size is 0: no crop, so no learned heads"
             else:
                 self.heads_on = True
+        head_names = self.heads.head_names() if self.heads_on else ()
+        learned = "blendshapes" in head_names
         if self.blendshapes == "auto":
-            self.blendshapes = "learned" if self.heads_on else "none"
-        if self.blendshapes == "learned" and not self.heads_on:
-            raise ConfigError(
-                f"blendshapes 'learned' needs the analysis heads: {self.heads_note or 'heads off'}"
+            self.blendshapes = "learned" if learned else "none"
+        if self.blendshapes == "learned" and not learned:
+            why = self.heads_note or (
+                "heads off"
+                if not self.heads_on
+                else "the analysis weights have no blendshape "
+                f"head (they hold {', '.join(head_names)}); use --blendshapes fit or mediapipe"
             )
+            raise ConfigError(f"blendshapes 'learned' needs the analysis heads: {why}")
         if self.landmarks is None:
             self.landmarks = "mesh478" if self.blendshapes == "mediapipe" else DEFAULT_LANDMARKS
         if self.landmarks not in ("mesh468", "mesh478"):
@@ -176,10 +182,10 @@ class AnalyzerOptions:
             groups.append("blendshapes")
         if self.blendshapes == "mediapipe":
             import facexpr.analyze.mediapipe_blendshapes  # noqa: F401 - registers the aus group
-        if self.blendshapes in ("fit", "mediapipe") and not self.heads_on:
+        if self.blendshapes in ("fit", "mediapipe") and "aus" not in head_names:
             groups.append("aus")  # from the blendshapes; the heads' AUxx_r replace them when on
-        if self.heads_on:
-            groups += ["au_heads", "emotions", "va"]
+        groups += [g for h, g in (("aus", "au_heads"), ("emotion", "emotions"), ("va", "va"))
+                   if h in head_names]  # fmt: skip
         if self.embedding is not None and not isinstance(self.embedding, EmbeddingOptions):
             raise ConfigError(
                 f"embedding must be EmbeddingOptions or None, not {type(self.embedding).__name__}"
@@ -188,7 +194,7 @@ class AnalyzerOptions:
         # The heads carry the embedding; a separate expression model runs only when its weights
         # are given by path (or when the heads are off).
         self.separate_embedding = False
-        if self.heads_on and (self.embedding is None or self.embedding.weights is None):
+        if "embedding" in head_names and (self.embedding is None or self.embedding.weights is None):
             if self.embedding is not None:
                 groups.append("expr")
         elif self.embedding is not None:

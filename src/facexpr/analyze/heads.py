@@ -19,6 +19,7 @@ Landmarker: 6.9-7.8 s in the same runs; ``benchmarks/mediapipe_speed.py --facexp
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,6 +42,8 @@ log = logging.getLogger(__name__)
 __all__ = ["FaceHeads", "HeadsOptions", "shipped_analysis_weights"]
 
 _SHIPPED_GLOB = "analysis_*.safetensors"
+# The analysis model's heads (facexpr.nn.analysis.HEADS), here without importing torch.
+ALL_HEADS = ("embedding", "emotion", "va", "blendshapes", "aus")
 
 
 def shipped_analysis_weights() -> Path | None:
@@ -73,6 +76,29 @@ class HeadsOptions:
     def available(self) -> bool:
         """Whether weights exist to run: given by path, or shipped with the package."""
         return self.weights is not None or shipped_analysis_weights() is not None
+
+    def head_names(self) -> tuple[str, ...]:
+        """The heads the weights hold, read from their card (``NAME.json`` beside the file; the
+        shipped card for the shipped weights) without loading them; all five when a given file
+        has no card or its card names none (the default architecture); () when no weights exist.
+
+        Raises:
+            ModelError: the card does not parse or names no heads (the card is named).
+        """
+        path = Path(self.weights) if self.weights is not None else shipped_analysis_weights()
+        if path is None:
+            return ()
+        card = path.with_suffix(".json")
+        if not card.is_file():
+            return ALL_HEADS
+        try:
+            config = json.loads(card.read_text(encoding="utf-8")).get("config") or {}
+            heads = list(config.get("heads", ALL_HEADS))  # not named: the architecture's default
+        except (OSError, UnicodeDecodeError, ValueError, AttributeError, TypeError) as e:
+            raise ModelError(f"{card}: not a readable analysis card ({e})") from e
+        if not isinstance(heads, list) or not heads or not set(heads) <= set(ALL_HEADS):
+            raise ModelError(f"{card}: config.heads must list some of {ALL_HEADS}, got {heads!r}")
+        return tuple(heads)
 
 
 class FaceHeads:
