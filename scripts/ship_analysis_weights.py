@@ -88,6 +88,22 @@ def _f1(pred: np.ndarray, true: np.ndarray) -> float:
     return 2 * tp / d if d else float("nan")
 
 
+def _grey_only(cfg, run: Path, n: int = 50) -> bool:
+    """Whether every labelled face the run trained on is greyscale (equal channels in ``n``
+    faces of each dataset): such a model is shipped with ``grey`` on its card, so colour faces
+    are turned to luminance before it, as its training faces were."""
+    from facexpr.train.mixing import ShardIndex
+
+    for sc in cfg.data.faces:
+        for folder in sc.datasets:
+            ix = ShardIndex(_resolve(folder, run))
+            for i in np.linspace(0, len(ix) - 1, min(n, len(ix))).astype(int):
+                im = ix.image(int(i))
+                if im.ndim == 3 and not (im == im[:, :, :1]).all():
+                    return False
+    return True
+
+
 def calibrate(model, cfg, run: Path) -> tuple[np.ndarray, dict[str, float]]:
     """Returns the per-AU thresholds and the figures of the evaluation halves."""
     from facexpr.core.affect import HEAD_AUS
@@ -206,8 +222,12 @@ def main() -> None:
         metrics.update({k: v for k, v in res.get("card_metrics", {}).items()})
     else:
         print(f"warning: {args.metrics} not found: the card gets the calibration figures only")
+    grey = _grey_only(cfg, run)
+    if grey:
+        print("every training face is greyscale: the card says grey (colour input -> luminance)")
     card = WeightsCard(
         tag=args.tag,
+        grey=grey,
         input_size=(m.img_size, m.img_size),
         mean=tuple(FACE_MEAN),
         std=tuple(FACE_STD),

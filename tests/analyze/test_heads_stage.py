@@ -204,3 +204,21 @@ def test_onnx_runtime_gives_the_torch_outputs(small_weights, group):
     for k in t:
         np.testing.assert_allclose(got[k][:, :], t[k], atol=2e-4, err_msg=k)
     assert FaceHeads(HeadsOptions(weights=small_weights)).runtime == "torch"  # auto: measured
+
+
+def test_a_grey_card_turns_colour_faces_to_luminance(emotion_weights, group, tmp_path):
+    import cv2
+
+    from facexpr.nn import read_card
+
+    w = tmp_path / "analysis.safetensors"
+    w.write_bytes(emotion_weights.read_bytes())
+    card = read_card(emotion_weights.with_suffix(".json"))
+    write_text_atomic(tmp_path / "analysis.json", dataclasses.replace(card, grey=True).to_json())
+    assert read_card(tmp_path / "analysis.json").grey
+    colour = [f.aligned for f in group.faces[:3]]
+    grey = [np.repeat(cv2.cvtColor(c, cv2.COLOR_RGB2GRAY)[:, :, None], 3, 2) for c in colour]
+    on_grey_card = FaceHeads(HeadsOptions(weights=w, runtime="torch")).run(colour)
+    plain = FaceHeads(HeadsOptions(weights=emotion_weights, runtime="torch"))
+    np.testing.assert_allclose(on_grey_card["emotion"], plain.run(grey)["emotion"], atol=1e-5)
+    assert not np.allclose(plain.run(colour)["emotion"], plain.run(grey)["emotion"], atol=1e-4)

@@ -115,12 +115,19 @@ class EmbeddingOptions:
 
 
 def prepare_crops(
-    crops: Sequence[np.ndarray], size: int, mean: Sequence[float], std: Sequence[float]
+    crops: Sequence[np.ndarray],
+    size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    grey: bool = False,
 ) -> np.ndarray:
     """Returns (N, 3, size, size) float32 encoder input of (S, S, 3) uint8 RGB aligned crops.
 
     As in training (``facexpr.train.mixing.resize_square`` then ``train.augment.normalise``):
-    area filter down, linear up, ``(x / 255 - mean) / std``.
+    area filter down, linear up, ``(x / 255 - mean) / std``. With ``grey`` (a model trained on
+    greyscale faces, ``WeightsCard.grey``) each crop is first turned into its luminance
+    (OpenCV's RGB2GRAY, ITU-R BT.601 weights) repeated on the three channels, as a greyscale
+    training face is.
     """
     import cv2
 
@@ -128,6 +135,8 @@ def prepare_crops(
     m = np.asarray(mean, np.float32).reshape(3, 1, 1)
     s = np.asarray(std, np.float32).reshape(3, 1, 1)
     for i, crop in enumerate(crops):
+        if grey:
+            crop = np.repeat(cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)[:, :, None], 3, axis=2)
         if crop.shape[:2] != (size, size):
             interp = cv2.INTER_AREA if crop.shape[0] > size else cv2.INTER_LINEAR
             crop = cv2.resize(crop, (size, size), interpolation=interp)

@@ -188,7 +188,7 @@ class FaceHeads:
                         f"analysis heads: crops must be square (S, S, 3) uint8, got "
                         f"{c.shape} {c.dtype}"
                     )
-            x = prepare_crops(crops, self.input_size, self.card.mean, self.card.std)
+            x = prepare_crops(crops, self.input_size, self.card.mean, self.card.std, self.card.grey)
             packed = np.concatenate(
                 [self._run(x[i : i + self.batch_size]) for i in range(0, len(x), self.batch_size)]
             )

@@ -66,6 +66,8 @@ class WeightsCard:
         data: training data sets, each with its licence.
         metrics: measured figures (name -> value), with the benchmark that made them.
         train_command: the command that trains these weights (said when the file is missing).
+        grey: the model was trained on greyscale faces only (e.g. FER+): colour input is
+            converted to luminance first, as its training data were.
         loader: returns the model with weights loaded, for weights that are not plain
             safetensors of a registered builder (ported teachers); ``None`` for the usual path.
     """
@@ -85,6 +87,7 @@ class WeightsCard:
     data: tuple[str, ...] = ()
     metrics: Mapping[str, float] = field(default_factory=dict)
     train_command: str = ""
+    grey: bool = False
     loader: Callable[[], Any] | None = None
 
     def __post_init__(self) -> None:
