@@ -206,7 +206,20 @@ def main() -> None:
 
     data = []
     if m.init:
-        data.append(f"encoder initialised from {m.init} (facexpr train mae; see its card)")
+        init = _resolve(m.init, run)
+        pre = init / "config.yaml" if init.is_dir() else init.parent / "config.yaml"
+        shards: list[str] = []
+        if pre.is_file():
+            import yaml
+
+            shards = (yaml.safe_load(pre.read_text(encoding="utf-8")).get("data") or {}).get(
+                "shards"
+            ) or []
+        kinds = sorted({_describe(_resolve(p, pre.parent)) for p in shards})
+        data.append(
+            f"encoder initialised from {m.init} (facexpr train mae"
+            + (f" on: {'; '.join(kinds)})" if kinds else "; its data not recorded)")
+        )
     for sc in cfg.data.faces:
         kinds = sorted({_describe(_resolve(p, run)) for p in sc.datasets})
         teacher = any(f == "arkit_teacher" for f in sc.labels.values())

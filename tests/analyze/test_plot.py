@@ -107,7 +107,9 @@ def test_cli_on_a_table_analysed_from_a_fixture_video(media_dir: Path, tmp_path:
     assert main(["plot", str(table), "-o", str(png), "--dpi", "50"]) == 0
     out, err = capsys.readouterr()
     assert out.strip() == str(png)
-    assert "no emotions columns" in err
+    # The shipped emotion model fills the emotion and valence-arousal columns: all three panels.
+    assert "no emotions columns" not in err
+    assert {"happiness", "valence", "arousal"} <= set(pd.read_csv(table).columns)
     w, h = _png_size(png)
     assert w == 500
     assert h > 150

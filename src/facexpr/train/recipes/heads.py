@@ -444,13 +444,35 @@ class HeadsRecipe(Recipe):
         return model
 
     def export(self, model: torch.nn.Module, run_dir: Path) -> list[Path]:
-        """Writes ``analysis.safetensors`` (the whole model) and, with an embedding head,
+        """Writes ``analysis.safetensors`` (the whole model) with its card ``analysis.json``
+        (the run's architecture) and, with an embedding head,
         ``expression.safetensors`` (encoder + embedding head: loads into
         ``create_model("expression", ...)``)."""
+        import dataclasses
+
+        from facexpr.io._files import write_text_atomic
+        from facexpr.nn.analysis import ANALYSIS_CARD
         from facexpr.nn.expression import ExpressionEncoder
         from facexpr.train.checkpoint import export_weights
 
         out = [export_weights(model, run_dir / "analysis.safetensors")]
+        # Its card beside it, so `--heads-weights RUN/analysis.safetensors` rebuilds this
+        # architecture (heads subset, sizes) rather than the default one.
+        m: HeadsModelConfig = self.model_cfg
+        config: dict[str, object] = {
+            "encoder": m.encoder, "heads": list(m.heads), "dim": m.dim,
+            "hidden_dim": m.hidden_dim, "experts": m.experts, "au_dim": m.au_dim,
+            "img_size": m.img_size,
+        }  # fmt: skip
+        if m.depth:
+            config["depth"] = m.depth
+        card = dataclasses.replace(
+            ANALYSIS_CARD, config=config, sha256="", file="analysis.safetensors",
+            input_size=(m.img_size, m.img_size),
+            source=f"facexpr train heads run {run_dir.name} (not shipped)",
+        )  # fmt: skip
+        write_text_atomic(run_dir / "analysis.json", card.to_json())
+        out.append(run_dir / "analysis.json")
         if model.head is not None:
             bare = ExpressionEncoder(model.encoder, model.head)
             out.append(export_weights(bare, run_dir / "expression.safetensors"))
