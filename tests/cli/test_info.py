@@ -31,3 +31,17 @@ def test_missing_moderngl_names_the_extra(monkeypatch):
     monkeypatch.delitem(sys.modules, "moderngl", raising=False)
     monkeypatch.setattr(builtins, "__import__", fake_import)
     assert _egl_renderer() == "moderngl not installed (pip install 'facexpr[render]')"
+
+
+def test_every_shipped_weights_file_is_listed_with_its_sha256():
+    import hashlib
+
+    from facexpr.cli.info import collect_info
+    from facexpr.nn.registry import WEIGHTS_DIR
+
+    models = collect_info()["models"]
+    shipped = sorted(WEIGHTS_DIR.glob("*.safetensors"))
+    assert shipped  # the neural renderer ships at least
+    for f in shipped:
+        line = models[f"nn/weights/{f.name}"]
+        assert hashlib.sha256(f.read_bytes()).hexdigest()[:12] in line

@@ -36,7 +36,7 @@ def collect_info() -> dict[str, dict[str, str]]:
 
     models: dict[str, str] = {}
     root = Path(facexpr.__file__).parent
-    for f in sorted(root.rglob("*.tflite")):
+    for f in [*sorted(root.rglob("*.tflite")), *sorted(root.rglob("*.safetensors"))]:
         sha = hashlib.sha256(f.read_bytes()).hexdigest()[:12]
         models[str(f.relative_to(root))] = f"{f.stat().st_size / 1e6:.2f} MB  sha256 {sha}…"
 
