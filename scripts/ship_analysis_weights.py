@@ -164,12 +164,7 @@ def main() -> None:
     run = args.run
     cfg = _config(run)
     m = cfg.model
-    arch: dict[str, object] = {
-        "encoder": m.encoder, "heads": list(m.heads), "dim": m.dim, "hidden_dim": m.hidden_dim,
-        "experts": m.experts, "au_dim": m.au_dim, "img_size": m.img_size,
-    }  # fmt: skip
-    if m.depth:
-        arch["depth"] = m.depth
+    arch = m.architecture()
     weights = args.weights or run / "analysis.safetensors"
     if not weights.is_file():
         sys.exit(f"{weights}: not found (a finished heads run writes analysis.safetensors)")

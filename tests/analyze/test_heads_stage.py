@@ -222,3 +222,10 @@ def test_a_grey_card_turns_colour_faces_to_luminance(emotion_weights, group, tmp
     plain = FaceHeads(HeadsOptions(weights=emotion_weights, runtime="torch"))
     np.testing.assert_allclose(on_grey_card["emotion"], plain.run(grey)["emotion"], atol=1e-5)
     assert not np.allclose(plain.run(colour)["emotion"], plain.run(grey)["emotion"], atol=1e-4)
+
+
+def test_the_torch_free_head_list_is_the_models():
+    from facexpr.analyze.heads import ALL_HEADS
+    from facexpr.nn.analysis import HEADS
+
+    assert ALL_HEADS == HEADS

@@ -112,6 +112,18 @@ class HeadsModelConfig:
     weights: dict[str, float] = field(default_factory=lambda: dict(_DEFAULT_WEIGHTS))
     au_threshold: float = 1.0
 
+    def architecture(self) -> dict[str, object]:
+        """Returns the ``create_model("analysis", ...)`` arguments of this model (what its
+        card's ``config`` holds)."""
+        arch: dict[str, object] = {
+            "encoder": self.encoder, "heads": list(self.heads), "dim": self.dim,
+            "hidden_dim": self.hidden_dim, "experts": self.experts, "au_dim": self.au_dim,
+            "img_size": self.img_size,
+        }  # fmt: skip
+        if self.depth:
+            arch["depth"] = self.depth
+        return arch
+
     def __post_init__(self) -> None:
         if self.encoder not in VIT_VARIANTS:
             raise ConfigError(
@@ -429,13 +441,7 @@ class HeadsRecipe(Recipe):
 
     def build_model(self) -> torch.nn.Module:
         m: HeadsModelConfig = self.model_cfg
-        kw: dict[str, object] = {"img_size": m.img_size}
-        if m.depth:
-            kw["depth"] = m.depth
-        model = create_model(
-            "analysis", encoder=m.encoder, heads=tuple(m.heads), dim=m.dim,
-            hidden_dim=m.hidden_dim, experts=m.experts, au_dim=m.au_dim, **kw,
-        )  # fmt: skip
+        model = create_model("analysis", **m.architecture())
         if m.init:
             path = Path(m.init)
             if path.is_dir():
@@ -459,15 +465,8 @@ class HeadsRecipe(Recipe):
         # Its card beside it, so `--heads-weights RUN/analysis.safetensors` rebuilds this
         # architecture (heads subset, sizes) rather than the default one.
         m: HeadsModelConfig = self.model_cfg
-        config: dict[str, object] = {
-            "encoder": m.encoder, "heads": list(m.heads), "dim": m.dim,
-            "hidden_dim": m.hidden_dim, "experts": m.experts, "au_dim": m.au_dim,
-            "img_size": m.img_size,
-        }  # fmt: skip
-        if m.depth:
-            config["depth"] = m.depth
         card = dataclasses.replace(
-            ANALYSIS_CARD, config=config, sha256="", file="analysis.safetensors",
+            ANALYSIS_CARD, config=m.architecture(), sha256="", file="analysis.safetensors",
             input_size=(m.img_size, m.img_size),
             source=f"facexpr train heads run {run_dir.name} (not shipped)",
         )  # fmt: skip
