@@ -3,10 +3,12 @@
 Usage::
 
     python scripts/ship_analysis_weights.py RUN_DIR [--weights FILE] [--tag heads]
-        [--metrics benchmarks/results/heads.json] [--force]
+        [--heads embedding,emotion,va] [--metrics benchmarks/results/heads.json] [--force]
 
 1. Loads the run's model (``RUN_DIR/analysis.safetensors``, or ``--weights``: a checkpoint's
-   ``model.safetensors``).
+   ``model.safetensors``); with ``--heads``, keeps only those heads (a head trained as an
+   auxiliary signal but not good enough to show users is left out of the shipped file, and so
+   out of the analysis table).
 2. Calibrates the AU occurrence thresholds (when the model has the AU head): on the faces of
    subjects the run held out of each labelled source (the recipe's own ``test`` side), split
    again by subject into a calibration half and an evaluation half; per AU the probability
@@ -145,6 +147,23 @@ def calibrate(model, cfg, run: Path) -> tuple[np.ndarray, dict[str, float]]:
     return thr, metrics
 
 
+def _init_data(init: str, run: Path) -> list[str]:
+    """The card's data lines for a run started from shipped analysis weights
+    (``model.init: pretrained:analysis[.TAG]``): what those weights were trained on, read from
+    their card now, before this script may replace them. Empty for any other start."""
+    if not init.startswith("pretrained:"):
+        return []
+    from facexpr.nn import weights_card
+
+    name = init[len("pretrained:") :]
+    card = weights_card(name)
+    return [
+        f"initialised from the shipped '{name}' weights (sha256 {card.sha256[:12]}): "
+        f"encoder and heads {', '.join(card.config.get('heads', []))}, trained on: {line}"
+        for line in card.data
+    ]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("run", type=Path)
@@ -153,6 +172,9 @@ def main() -> None:
     ap.add_argument("--metrics", type=Path, default=REPO / "benchmarks/results/heads.json")
     ap.add_argument("--weights-dir", type=Path, default=None, help="default: facexpr's nn/weights")
     ap.add_argument("--force", action="store_true", help="replace weights already shipped")
+    ap.add_argument(
+        "--heads", default="", help="comma-separated heads to ship (default: all the run built)"
+    )
     args = ap.parse_args()
     torch.set_num_threads(1)
 
@@ -170,6 +192,18 @@ def main() -> None:
         sys.exit(f"{weights}: not found (a finished heads run writes analysis.safetensors)")
     model = create_model("analysis", **arch).eval()
     load_model_weights(model, weights)
+    if args.heads:
+        keep = [h.strip() for h in args.heads.split(",") if h.strip()]
+        unknown = sorted(set(keep) - set(m.heads))
+        if unknown:
+            sys.exit(f"--heads: the run has no head '{unknown[0]}' (it has {', '.join(m.heads)})")
+        arch["heads"] = [h for h in m.heads if h in keep]
+        sub = create_model("analysis", **arch).eval()
+        full = model.state_dict()
+        sub.load_state_dict({k: full[k] for k in sub.state_dict()}, strict=True)
+        model = sub
+        print(f"shipping the heads {', '.join(arch['heads'])} of {', '.join(m.heads)}")
+    init_data = _init_data(m.init, run)
 
     cal_metrics: dict[str, float] = {}
     if model.aus is not None:  # a model without the AU head has no thresholds to calibrate
@@ -199,8 +233,8 @@ def main() -> None:
     write_bytes_atomic(wpath, blob)
     write_text_atomic(ypath, (run / "config.yaml").read_text(encoding="utf-8"))
 
-    data = []
-    if m.init:
+    data = list(init_data)
+    if m.init and not init_data:
         init = _resolve(m.init, run)
         pre = init / "config.yaml" if init.is_dir() else init.parent / "config.yaml"
         shards: list[str] = []
@@ -230,7 +264,7 @@ def main() -> None:
         metrics.update({k: v for k, v in res.get("card_metrics", {}).items()})
     else:
         print(f"warning: {args.metrics} not found: the card gets the calibration figures only")
-    grey = _grey_only(cfg, run)
+    grey = bool(getattr(cfg.data, "grey", False)) or _grey_only(cfg, run)
     if grey:
         print("every training face is greyscale: the card says grey (colour input -> luminance)")
     card = WeightsCard(
@@ -247,7 +281,7 @@ def main() -> None:
         "labels (facexpr.core.affect), not on measured valence-arousal.",
         file=wpath.name if out_dir == WEIGHTS_DIR else str(wpath),
         sha256=sha256_file(wpath),
-        architecture=f"analysis: {m.encoder} at {m.img_size} px + heads {', '.join(m.heads)} "
+        architecture=f"analysis: {m.encoder} at {m.img_size} px + heads {', '.join(arch['heads'])} "
         f"(hidden {m.hidden_dim}, {m.experts} expert(s), LAFM au_dim {m.au_dim})",
         config=arch,
         data=tuple(data),

@@ -495,3 +495,75 @@ def test_a_face_split_follows_the_triplets_only_where_they_placed_a_person(label
     sp.follow(train={b}, test={b})  # two triplet sources disagree: training wins
     assert b in sp.side_keys("train")
     assert b not in sp.side_keys("test")
+
+
+def test_init_from_an_analysis_file_takes_the_encoder_and_the_shared_heads(
+    labelled, teacher, tmp_path
+):
+    from facexpr.core.errors import ModelError
+    from facexpr.train.checkpoint import export_weights
+
+    src = _recipe(labelled, teacher, heads=["emotion", "va"]).build_model()
+    path = export_weights(src, tmp_path / "analysis.safetensors")
+    new = _recipe(labelled, teacher, heads=["emotion", "blendshapes"],
+                  init=str(path)).build_model().eval()  # fmt: skip
+    src.eval()
+    x = torch.rand(2, 3, 48, 48)
+    with torch.no_grad():
+        a, b = src(x), new(x)
+        torch.testing.assert_close(a["emotion"], b["emotion"])  # shared head: copied
+        for k, v in src.encoder.state_dict().items():
+            assert torch.equal(v, new.encoder.state_dict()[k]), k
+    # The fresh heads stay fresh (va is not built by the new model; blendshapes not in the file).
+    assert "va" not in b
+    assert "blendshapes" in b
+    # A bare encoder file still loads as before.
+    enc = export_weights(src.encoder, tmp_path / "encoder.safetensors")
+    again = _recipe(labelled, teacher, heads=["emotion"], init=str(enc)).build_model()
+    for k, v in src.encoder.state_dict().items():
+        assert torch.equal(v, again.encoder.state_dict()[k]), k
+    # Another encoder size: named.
+    with pytest.raises(ModelError, match="shape"):
+        _recipe(labelled, teacher, heads=["emotion"], hidden_dim=32, init=str(path)).build_model()
+
+
+def test_init_from_the_shipped_analysis_weights():
+    from facexpr.nn import weights_card
+    from facexpr.train.main import resolve_config
+
+    card = weights_card("analysis")
+    if not card.sha256:
+        pytest.skip("no analysis weights are shipped")
+    root = Path(__file__).resolve().parents[2] / "configs"
+    cfg = resolve_config("heads", root / "heads_expression.yaml")
+    assert cfg.model.init == "pretrained:analysis"
+    assert cfg.data.grey
+    model = HeadsRecipe(cfg.model, cfg.data).build_model().eval()
+    shipped = create_model("analysis", pretrained=True).eval()
+    x = torch.rand(2, 3, 112, 112)
+    with torch.no_grad():
+        a, b = shipped(x), model(x)
+    for head in card.config["heads"]:
+        torch.testing.assert_close(a[head], b[head], atol=1e-5, rtol=0)
+    bad = HeadsModelConfig(heads=["embedding", "emotion"], init="pretrained:expression")
+    with pytest.raises(ConfigError, match="only shipped analysis"):
+        HeadsRecipe(bad, cfg.data).build_model()
+
+
+def test_grey_feeds_every_face_and_triplet_as_luminance_and_the_card_says_so(
+    labelled, teacher, tmp_path
+):
+    run = tmp_path / "g"
+    _emb_run(labelled, teacher, run, "run.steps=1", "data.grey=true")
+    card = json.loads((run / "analysis.json").read_text())
+    assert card["grey"] is True
+    recipe = _recipe(labelled, teacher)
+    recipe.data_cfg.grey = True
+    data = recipe.build_data("train", DataSpec(batch_size=8, seed=0))
+    batch = next(iter(data.batches(0)))
+    im = batch["images"]
+    assert torch.equal(im[:, 0], im[:, 1])
+    assert torch.equal(im[:, 1], im[:, 2])
+    recipe.data_cfg.grey = False
+    colour = next(iter(recipe.build_data("train", DataSpec(batch_size=8, seed=0)).batches(0)))
+    assert not torch.equal(colour["images"][:, 0], colour["images"][:, 1])

@@ -16,7 +16,7 @@ import torch
 
 from facexpr.core.errors import ConfigError
 
-__all__ = ["FaceAugment", "normalise", "to_uint8_chw"]
+__all__ = ["FaceAugment", "normalise", "to_grey", "to_uint8_chw"]
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,14 @@ class FaceAugment:
                 np.ascontiguousarray(image), (self.size, self.size), interpolation=interp
             )
         return np.ascontiguousarray(image)
+
+
+def to_grey(image: np.ndarray) -> np.ndarray:
+    """Returns the (H, W, 3) uint8 luminance of an (H, W, 3) uint8 RGB image (OpenCV's
+    RGB2GRAY, ITU-R BT.601 weights, repeated on the three channels): what ``analyze`` feeds a
+    model whose card says ``grey`` (``facexpr.analyze.embedding.prepare_crops``)."""
+    grey = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
+    return np.repeat(grey[:, :, None], 3, axis=2)
 
 
 def to_uint8_chw(images: Sequence[np.ndarray]) -> torch.Tensor:

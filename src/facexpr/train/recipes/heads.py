@@ -58,7 +58,7 @@ from facexpr.nn.losses import (
     triplet_loss,
 )
 from facexpr.nn.vit import VIT_VARIANTS
-from facexpr.train.augment import FaceAugment, normalise, to_uint8_chw
+from facexpr.train.augment import FaceAugment, normalise, to_grey, to_uint8_chw
 from facexpr.train.checkpoint import confine, load_model_weights
 from facexpr.train.config import check_number
 from facexpr.train.data import IndexedBatches
@@ -94,7 +94,10 @@ class HeadsModelConfig:
         experts: Mixture-of-Experts size of the output layers (1: plain linear; Norface).
         au_dim: width of each AU's local feature (Local AU Features Module).
         init: starting weights: a ``facexpr train mae`` run folder (its ``encoder.safetensors``),
-            an encoder ``.safetensors`` file, or empty (random).
+            an encoder ``.safetensors`` file, an analysis model's weights (a ``train heads``
+            run's ``analysis.safetensors``, or ``pretrained:analysis`` / ``pretrained:analysis.TAG``
+            for the shipped ones: the encoder and every head both models build), or empty
+            (random).
         weights: loss weight per head; heads not named keep their default (embedding 1,
             emotion 1, va 0.5, blendshapes 10, aus 1).
         au_threshold: AU intensity (0-5) from which an AU counts as occurring (FACS A = 1).
@@ -201,6 +204,9 @@ class HeadsDataConfig:
         split_seed: seed of the subject split (the same rule as the ``expression`` recipe).
         scale: random resized crop's area share (min, max).
         flip: random horizontal flips (blendshape labels are mirrored with the image).
+        grey: feed every training and evaluation face (triplets too) as its luminance
+            (``train.augment.to_grey``), so colour and greyscale sources look alike; the
+            exported card then says ``grey``, and ``analyze`` converts its crops the same way.
     """
 
     faces: list[FaceSourceConfig] = field(default_factory=list)
@@ -211,6 +217,7 @@ class HeadsDataConfig:
     split_seed: int = 0
     scale: tuple[float, float] = (0.85, 1.0)
     flip: bool = True
+    grey: bool = False
 
     def __post_init__(self) -> None:
         if self.triplets_per_step < 0:
@@ -222,6 +229,80 @@ class HeadsDataConfig:
                 f"data.faces: two sources are named '{twice[0]}' (their figures would be mixed); "
                 "give each a distinct name"
             )
+
+
+PRETRAINED_PREFIX = "pretrained:"
+
+
+def _is_analysis_file(path: Path) -> bool:
+    """Whether a safetensors file holds a whole analysis model (its tensors are named
+    ``encoder.*`` and the heads'), not a bare encoder."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return any(k.startswith("encoder.") for k in f.keys())  # noqa: SIM118
+    except Exception:  # unreadable: the strict loader then names the problem
+        return False
+
+
+def init_from_analysis(model: torch.nn.Module, path: Path, card=None) -> list[str]:
+    """Loads an analysis model's weights into ``model``: every encoder tensor (all must be
+    there, same shapes) and every head both models build (all of that head's tensors, same
+    shapes). Heads ``model`` builds that the file lacks keep their fresh initialisation.
+    Returns the heads taken from the file.
+
+    Raises:
+        ModelError: the file is unreadable, fails its card's sha256, lacks encoder tensors or
+            has a shared head of another shape (named).
+    """
+    from safetensors.torch import load_file
+
+    from facexpr.core.errors import ModelError
+    from facexpr.nn.registry import sha256_file
+
+    if card is not None and card.sha256 and sha256_file(path) != card.sha256:
+        raise ModelError(f"{path}: sha256 differs from card '{card.tag}': corrupt or other weights")
+    try:
+        tensors = load_file(str(path))
+    except Exception as e:  # safetensors raises several types
+        raise ModelError(f"{path}: not a readable safetensors file ({e})") from None
+    state = model.state_dict()
+    groups: dict[str, list[str]] = {}
+    for k in state:
+        groups.setdefault(_module_of(k), []).append(k)
+    taken = []
+    for group, keys in sorted(groups.items()):
+        have = [k for k in keys if k in tensors]
+        if group == "encoder" and len(have) != len(keys):
+            missing = sorted(set(keys) - set(have))
+            raise ModelError(
+                f"{path}: {len(missing)} encoder tensors are missing (e.g. '{missing[0]}'): "
+                "not weights of this encoder"
+            )
+        if not have:
+            continue
+        if len(have) != len(keys):
+            raise ModelError(
+                f"{path}: head '{group}' is only partly there ({len(have)} of {len(keys)} tensors)"
+            )
+        for k in keys:
+            if tuple(tensors[k].shape) != tuple(state[k].shape):
+                raise ModelError(
+                    f"{path}: '{k}' has shape {tuple(tensors[k].shape)}, this model needs "
+                    f"{tuple(state[k].shape)} (model settings differ from the file's)"
+                )
+            with torch.no_grad():
+                state[k].copy_(tensors[k].to(state[k].dtype))
+        if group != "encoder":
+            taken.append(group)
+    log.info("model.init %s: encoder%s", path, "".join(f" + {h}" for h in taken))
+    return taken
+
+
+def _module_of(key: str) -> str:
+    """The top-level module a state-dict key belongs to (``encoder``, a head's module)."""
+    return key.split(".", 1)[0]
 
 
 _Key = tuple[str, str]  # (resolved dataset folder, subject id or '#index'): one person
@@ -442,10 +523,29 @@ class HeadsRecipe(Recipe):
     def build_model(self) -> torch.nn.Module:
         m: HeadsModelConfig = self.model_cfg
         model = create_model("analysis", **m.architecture())
-        if m.init:
-            path = Path(m.init)
-            if path.is_dir():
-                path = confine(path / "encoder.safetensors", path)
+        if not m.init:
+            return model
+        if m.init.startswith(PRETRAINED_PREFIX):
+            name = m.init[len(PRETRAINED_PREFIX) :]
+            if name.partition(".")[0] != "analysis":
+                raise ConfigError(
+                    f"model.init '{m.init}': only shipped analysis weights can start this "
+                    "recipe (pretrained:analysis or pretrained:analysis.TAG)"
+                )
+            from facexpr.nn import weights_card
+
+            card = weights_card(name)
+            path = card.path()
+            if not path.is_file() or not card.sha256:
+                raise ConfigError(f"model.init '{m.init}': no such weights are shipped ({path})")
+            init_from_analysis(model, path, card)
+            return model
+        path = Path(m.init)
+        if path.is_dir():
+            path = confine(path / "encoder.safetensors", path)
+        if _is_analysis_file(path):
+            init_from_analysis(model, path)
+        else:
             load_model_weights(model.encoder, path)
         return model
 
@@ -467,6 +567,7 @@ class HeadsRecipe(Recipe):
         m: HeadsModelConfig = self.model_cfg
         card = dataclasses.replace(
             ANALYSIS_CARD, config=m.architecture(), sha256="", file="analysis.safetensors",
+            grey=self.data_cfg.grey,
             input_size=(m.img_size, m.img_size),
             source=f"facexpr train heads run {run_dir.name} (not shipped)",
         )  # fmt: skip
@@ -554,10 +655,11 @@ class HeadsRecipe(Recipe):
         if missing:
             raise ConfigError(f"data.margins has no margin for triplet type '{missing[0]}'")
         use = rngs if rngs is not None else [None] * len(items)
+        look = to_grey if self.data_cfg.grey else (lambda im: im)
         return {
             "triplet_images": to_uint8_chw(
                 [
-                    aug(getattr(t, role), r)
+                    look(aug(getattr(t, role), r))
                     for role in ("anchor", "positive", "negative")
                     for t, r in zip(items, use, strict=True)
                 ]
@@ -574,6 +676,7 @@ class HeadsRecipe(Recipe):
         size = self.model_cfg.img_size
         aug = FaceAugment(size, self.data_cfg.scale, flip=False)
         flip = self.data_cfg.flip
+        grey = self.data_cfg.grey
         if train:
             ratios = np.array([sc.ratio for sc in self.data_cfg.faces], np.float64)
             # One epoch: every face of the largest source (by ratio) once; the others drawn at
@@ -599,6 +702,8 @@ class HeadsRecipe(Recipe):
                 img = src.image(int(pos[i]), size)
                 r = rngs[j]
                 img = aug(img, r)
+                if grey:
+                    img = to_grey(img)
                 flipped = bool(flip and r is not None and r.random() < 0.5)
                 if flipped:
                     img = np.ascontiguousarray(img[:, ::-1])
