@@ -109,13 +109,19 @@ def _resolve(path: str, run_dir: Path, required: bool = True) -> Path | None:
     sys.exit(f"the config of {run_dir} names {path}, which is not here; pass it explicitly")
 
 
-def _embedder(model: torch.nn.Module, img_size: int, *, cosine: bool = False) -> Embedder:
+def _embedder(
+    model: torch.nn.Module, img_size: int, *, cosine: bool = False, grey: bool = False
+) -> Embedder:
+    """``grey``: the model was trained on luminance (its card says ``grey``): each face is fed
+    as its luminance, as ``analyze`` and the training data path feed it."""
     from facexpr.nn import FACE_MEAN, FACE_STD
-    from facexpr.train.augment import normalise
+    from facexpr.train.augment import normalise, to_grey, to_uint8_chw
 
     model.eval()
 
     def run(images: torch.Tensor) -> torch.Tensor:
+        if grey:
+            images = to_uint8_chw([to_grey(im) for im in images.permute(0, 2, 3, 1).numpy()])
         with torch.no_grad():
             out = model(normalise(images, FACE_MEAN, FACE_STD)).float()
         return torch.nn.functional.normalize(out, dim=1) if cosine else out
@@ -323,6 +329,7 @@ def main() -> None:
         cfg = None
         result["model"] = f"expression.{card.tag} (shipped, sha256 {card.sha256[:12]})"
         init = ""
+        grey = card.grey
     else:
         cfg = _load_run_config(args.run or args.config, "expression")
         m = cfg.model
@@ -335,6 +342,7 @@ def main() -> None:
         }
         img_size = m.img_size
         init = m.init
+        grey = bool(getattr(getattr(cfg, "heads", None), "data", None) and cfg.heads.data.grey)
         if args.run is not None:
             model = create_model("expression", **arch)
             weights = args.weights or args.run / "model.safetensors"
@@ -344,12 +352,30 @@ def main() -> None:
             model = None
             result["model"] = f"none: baselines on the split of {args.config}"
     where = args.run or args.config
-    mae_dir = args.mae or (_resolve(init, where) if init else None)
+    shipped_init = init.startswith("pretrained:")
+    mae_dir = args.mae or (_resolve(init, where) if init and not shipped_init else None)
+    if mae_dir is not None and not Path(mae_dir).is_dir():
+        mae_dir = None  # an analysis weights file, not a stage-1 run folder
+    result["grey_input"] = grey
 
-    models: dict[str, Embedder] = {} if model is None else {"trained": _embedder(model, img_size)}
+    models: dict[str, Embedder] = {}
+    if model is not None:
+        models["trained"] = _embedder(model, img_size, grey=grey)
     if model is None or not args.no_baselines:
         torch.manual_seed(0)
-        models["baseline_random_init"] = _embedder(create_model("expression", **arch), img_size)
+        models["baseline_random_init"] = _embedder(
+            create_model("expression", **arch), img_size, grey=grey
+        )
+        if shipped_init:
+            # The run started from shipped analysis weights: their encoder's features by cosine
+            # (what the triplets added on top of them).
+            from facexpr.nn import weights_card as _card
+
+            name = init[len("pretrained:") :]
+            start = create_model(name, pretrained=True).encoder
+            models["baseline_init_patchmean_cosine"] = _embedder(
+                _PatchMean(start), img_size, cosine=True, grey=_card(name).grey
+            )
         if mae_dir is not None:
             from facexpr.train.checkpoint import load_model_weights
 

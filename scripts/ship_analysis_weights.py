@@ -3,7 +3,8 @@
 Usage::
 
     python scripts/ship_analysis_weights.py RUN_DIR [--weights FILE] [--tag heads]
-        [--heads embedding,emotion,va] [--metrics benchmarks/results/heads.json] [--force]
+        [--heads embedding,emotion,va] [--metrics benchmarks/results/heads.json]
+        [--expression-metrics benchmarks/results/expression.json] [--force]
 
 1. Loads the run's model (``RUN_DIR/analysis.safetensors``, or ``--weights``: a checkpoint's
    ``model.safetensors``); with ``--heads``, keeps only those heads (a head trained as an
@@ -41,8 +42,18 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 MAX_BYTES = 20 * 1024 * 1024
 FP16_MAX_ABS = 2e-3
+#: Which card metrics belong to which head (by a word in their key), so that a head left out of
+#: the shipped file (``--heads``) takes its figures with it.
+HEAD_METRIC_MARKS = {"blendshapes": ("blendshape",), "aus": ("au_", "/au")}
 
-from ship_expression_weights import LICENCES, _describe, _resolve, _shown  # noqa: E402
+from ship_expression_weights import (  # noqa: E402
+    LICENCES,
+    _describe,
+    _init_data,
+    _metrics,
+    _resolve,
+    _shown,
+)
 
 
 def _config(run_dir: Path):
@@ -147,23 +158,6 @@ def calibrate(model, cfg, run: Path) -> tuple[np.ndarray, dict[str, float]]:
     return thr, metrics
 
 
-def _init_data(init: str, run: Path) -> list[str]:
-    """The card's data lines for a run started from shipped analysis weights
-    (``model.init: pretrained:analysis[.TAG]``): what those weights were trained on, read from
-    their card now, before this script may replace them. Empty for any other start."""
-    if not init.startswith("pretrained:"):
-        return []
-    from facexpr.nn import weights_card
-
-    name = init[len("pretrained:") :]
-    card = weights_card(name)
-    return [
-        f"initialised from the shipped '{name}' weights (sha256 {card.sha256[:12]}): "
-        f"encoder and heads {', '.join(card.config.get('heads', []))}, trained on: {line}"
-        for line in card.data
-    ]
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("run", type=Path)
@@ -172,6 +166,18 @@ def main() -> None:
     ap.add_argument("--metrics", type=Path, default=REPO / "benchmarks/results/heads.json")
     ap.add_argument("--weights-dir", type=Path, default=None, help="default: facexpr's nn/weights")
     ap.add_argument("--force", action="store_true", help="replace weights already shipped")
+    ap.add_argument(
+        "--train-command",
+        default="",
+        help="the commands that retrain it, for the card (default: one `facexpr train heads` of "
+        "the shipped config; give the whole chain when the run started from other weights)",
+    )
+    ap.add_argument(
+        "--expression-metrics",
+        type=Path,
+        default=None,
+        help="benchmarks/expression.py's JSON for the embedding head (triplets, identity share)",
+    )
     ap.add_argument(
         "--heads", default="", help="comma-separated heads to ship (default: all the run built)"
     )
@@ -264,6 +270,12 @@ def main() -> None:
         metrics.update({k: v for k, v in res.get("card_metrics", {}).items()})
     else:
         print(f"warning: {args.metrics} not found: the card gets the calibration figures only")
+    if args.expression_metrics is not None and "embedding" in arch["heads"]:
+        metrics.update({f"embedding/{k}": v for k, v in _metrics(args.expression_metrics).items()})
+    # Figures of heads left out (--heads) describe outputs the shipped file does not have.
+    for head, marks in HEAD_METRIC_MARKS.items():
+        if head not in arch["heads"]:
+            metrics = {k: v for k, v in metrics.items() if not any(w in k for w in marks)}
     grey = bool(getattr(cfg.data, "grey", False)) or _grey_only(cfg, run)
     if grey:
         print("every training face is greyscale: the card says grey (colour input -> luminance)")
@@ -286,7 +298,8 @@ def main() -> None:
         config=arch,
         data=tuple(data),
         metrics=metrics,
-        train_command=f"facexpr train heads --config {_shown(ypath)} --out runs/{run.name}",
+        train_command=args.train_command
+        or f"facexpr train heads --config {_shown(ypath)} --out runs/{run.name}",
     )
     write_text_atomic(cpath, card.to_json())
     print(f"wrote {wpath} ({len(blob) / 2**20:.2f} MB, {'float16' if use16 else 'float32'}), "

@@ -94,6 +94,23 @@ def _config(run_dir: Path, recipe: str):
     return load_config(recipe, cls.ModelConfig, cls.DataConfig, run_dir / "config.yaml")
 
 
+def _init_data(init: str, run: Path) -> list[str]:
+    """The card's data lines for a run started from shipped analysis weights
+    (``model.init: pretrained:analysis[.TAG]``): what those weights were trained on, read from
+    their card now, before this script may replace them. Empty for any other start."""
+    if not init.startswith("pretrained:"):
+        return []
+    from facexpr.nn import weights_card
+
+    name = init[len("pretrained:") :]
+    card = weights_card(name)
+    return [
+        f"initialised from the shipped '{name}' weights (sha256 {card.sha256[:12]}): "
+        f"encoder and heads {', '.join(card.config.get('heads', []))}, trained on: {line}"
+        for line in card.data
+    ]
+
+
 def _check_inputs(size: int, faces: Path | None) -> torch.Tensor:
     """(N, 3, S, S) uint8: seeded noise plus, if given, faces of a shard folder."""
     from facexpr.train.augment import to_uint8_chw
@@ -139,6 +156,13 @@ def main() -> None:
     ap.add_argument("--check-faces", type=Path, help="a shard folder of faces for the fp16 check")
     ap.add_argument("--weights-dir", type=Path, default=None, help="default: facexpr's nn/weights")
     ap.add_argument("--force", action="store_true", help="replace weights already shipped")
+    ap.add_argument(
+        "--train-command",
+        default="",
+        help="the commands that retrain it, for the card (default: the stage 1 and stage 2 "
+        "commands of the shipped configs; give the whole chain when the run started from "
+        "other weights)",
+    )
     args = ap.parse_args()
     torch.set_num_threads(1)
 
@@ -206,8 +230,9 @@ def main() -> None:
         sys.exit(f"{wpath} is already shipped; --force replaces it")
     write_bytes_atomic(wpath, blob)
 
-    mae = args.mae or (_resolve(m.init, run) if m.init else None)
-    data, commands = [], []
+    init_data = _init_data(m.init, run)
+    mae = args.mae or (_resolve(m.init, run) if m.init and not init_data else None)
+    data, commands = list(init_data), []
     if mae is not None and (mae / "config.yaml").is_file():
         mcfg = _config(mae, "mae")
         kinds = sorted({_describe(_resolve(p, mae)) for p in mcfg.data.shards})
@@ -215,7 +240,7 @@ def main() -> None:
         stage1 = out_dir / f"expression_{args.tag}.stage1.yaml"
         write_text_atomic(stage1, (mae / "config.yaml").read_text(encoding="utf-8"))
         commands.append(f"facexpr train mae --config {_shown(stage1)} --out runs/{mae.name}")
-    elif m.init:
+    elif m.init and not init_data:
         data.append(f"stage 1 (MAE): {m.init} (its config was not available)")
     for sc in cfg.data.sources:
         kinds = sorted({_describe(_resolve(p, run)) for p in sc.datasets})
@@ -234,8 +259,10 @@ def main() -> None:
     recipe = "heads" if heads_run else "expression"
     commands.append(f"facexpr train {recipe} --config {_shown(stage2)} --out runs/{run.name}")
     research = any(w in " ".join(data) for w in ("UTKFace", "FER+"))
+    grey = bool(heads_run and cfg.heads.data.grey)
     card = WeightsCard(
         tag=args.tag,
+        grey=grey,
         input_size=(m.img_size, m.img_size),
         mean=tuple(FACE_MEAN),
         std=tuple(FACE_STD),
@@ -259,7 +286,7 @@ def main() -> None:
         config=arch,
         data=tuple(data),
         metrics=_metrics(args.metrics),
-        train_command="  then  ".join(commands),
+        train_command=args.train_command or "  then  ".join(commands),
     )
     write_text_atomic(cpath, card.to_json())
     print(

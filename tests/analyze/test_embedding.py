@@ -30,10 +30,12 @@ HAS_ORT = all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxrun
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
-    """A random ``expression`` model (the default architecture) as a safetensors file."""
+    """A random ``expression`` model of the default card's architecture (what a file without a
+    card beside it is read as) as a safetensors file."""
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("weights") / "model.safetensors"
-    write_bytes_atomic(path, weights_to_bytes(create_model("expression")))
+    model = create_model("expression", **dict(weights_card("expression").config))
+    write_bytes_atomic(path, weights_to_bytes(model))
     return path
 
 
@@ -200,7 +202,7 @@ def test_another_width_than_the_table_is_refused(tmp_path):
     write_bytes_atomic(
         tmp_path / "w8.safetensors", weights_to_bytes(create_model("expression", **config))
     )
-    card = dataclasses.replace(weights_card("expression"), config=config)
+    card = dataclasses.replace(weights_card("expression"), config=config, sha256="")
     write_text_atomic(tmp_path / "w8.json", card.to_json())
     options = AnalyzerOptions(embedding=EmbeddingOptions(tmp_path / "w8.safetensors"))
     with pytest.raises(ConfigError, match="gives 8-d embeddings; the table has 16 expr_"):

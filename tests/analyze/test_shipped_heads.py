@@ -93,3 +93,24 @@ def test_every_output_in_range(faces):
             assert ((f.blendshapes >= 0) & (f.blendshapes <= 1)).all()
         if "embedding" in heads:
             assert np.isclose(np.linalg.norm(f.embedding), 1.0, atol=1e-4)
+
+
+def test_the_shipped_embedding_puts_two_smiling_people_closer_than_a_smile_and_a_surprise(
+    media_dir,
+):
+    from facexpr.analyze import Analyzer, AnalyzerOptions
+
+    (card,) = [c for c in shipped_cards() if c.tag == "heads"] or shipped_cards()[:1]
+    if "embedding" not in card.config["heads"]:
+        pytest.skip("the shipped analysis model has no embedding head")
+    emb = {}
+    with Analyzer(AnalyzerOptions()) as a:  # the defaults: the embedding is on
+        for name, file in (("smile_a", "0-f15-hao-ph.jpg"), ("smile_b", "single_face.jpg"),
+                           ("surprise", "0-f1-su-ph.jpg")):  # fmt: skip
+            (face,) = a.analyze_image(media_dir / file).faces[:1]
+            assert face.embedding is not None
+            assert np.isclose(np.linalg.norm(face.embedding), 1.0, atol=1e-4)
+            emb[name] = face.embedding
+    same = float(emb["smile_a"] @ emb["smile_b"])
+    assert same > float(emb["smile_a"] @ emb["surprise"])
+    assert same > float(emb["smile_b"] @ emb["surprise"])

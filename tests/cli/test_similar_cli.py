@@ -26,7 +26,7 @@ from facexpr.analyze.similarity import (
 from facexpr.cli.main import main
 from facexpr.core.errors import ConfigError, InputError, ModelError
 from facexpr.io._files import write_bytes_atomic
-from facexpr.nn import create_model, weights_to_bytes
+from facexpr.nn import create_model, weights_card, weights_to_bytes
 
 PHOTOS = ("single_face.jpg", "multi_face.jpg", "0-f1-su-ph.jpg", "45-m7-di-ph.jpg")
 COLUMNS = [
@@ -47,7 +47,9 @@ COLUMNS = [
 def weights(tmp_path_factory):
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("weights") / "model.safetensors"
-    write_bytes_atomic(path, weights_to_bytes(create_model("expression")))
+    # The default card's architecture: a weights file without a card beside it is read as that.
+    model = create_model("expression", **dict(weights_card("expression").config))
+    write_bytes_atomic(path, weights_to_bytes(model))
     return path
 
 
@@ -170,9 +172,10 @@ def test_the_python_api(media_dir, folder, weights, monkeypatch):
         find_similar(folder / "0-f1-su-ph.jpg", [folder], top=0, options=options)
     with pytest.raises(ConfigError, match="ranking by expression needs the embedding"):
         find_similar(folder / "0-f1-su-ph.jpg", [folder], options=AnalyzerOptions(embedding=None))
+    # No expression model at all: neither the heads (off here) nor a shipped expression file.
     monkeypatch.setattr(embedding_module, "shipped_expression_weights", lambda: None)
     with pytest.raises(ModelError, match="needs expression weights, and none are shipped yet"):
-        find_similar(folder / "0-f1-su-ph.jpg", [folder])
+        find_similar(folder / "0-f1-su-ph.jpg", [folder], options=AnalyzerOptions(heads=None))
 
 
 def test_parse_query(media_dir, tmp_path):

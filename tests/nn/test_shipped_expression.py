@@ -48,9 +48,14 @@ def _model():
     return create_model(f"expression.{DEFAULT_TAG}", pretrained=True)
 
 
-def _embed(model, images: np.ndarray) -> np.ndarray:
-    """(N, dim) embeddings of (N, 3, S, S) uint8 images, normalised as the card says."""
+def _embed(model, images: np.ndarray, *, grey: bool | None = None) -> np.ndarray:
+    """(N, dim) embeddings of (N, 3, S, S) uint8 images, prepared as the card says (luminance
+    first for a ``grey`` card, unless ``grey`` is given), then normalised."""
+    from facexpr.train.augment import to_grey
+
     card = next(c for c in shipped_cards() if c.tag == DEFAULT_TAG)
+    if card.grey if grey is None else grey:
+        images = np.stack([to_grey(im.transpose(1, 2, 0)).transpose(2, 0, 1) for im in images])
     mean = torch.tensor(card.mean).view(1, -1, 1, 1)
     std = torch.tensor(card.std).view(1, -1, 1, 1)
     with torch.no_grad():
@@ -78,7 +83,7 @@ def test_default_weights_load_offline_and_give_the_golden_embedding(offline):
     rec = np.load(golden)
     card = next(c for c in shipped_cards() if c.tag == DEFAULT_TAG)
     assert str(rec["sha256"]) == card.sha256, "golden recorded with other weights: re-record"
-    emb = _embed(_model(), rec["images"])
+    emb = _embed(_model(), rec["images"], grey=False)  # recorded on the raw input
     assert emb.shape == rec["embedding"].shape
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(emb, rec["embedding"], atol=2e-5)
@@ -155,3 +160,20 @@ def test_same_expression_on_two_unseen_identities_is_closer_than_two_expressions
     assert faces >= 16
     assert closer_on_average
     assert share > 0.5
+
+
+@needs_weights
+def test_the_expression_weights_give_the_shipped_analysis_models_embedding():
+    # Both files come from one run when the analysis model has an embedding head: `analyze`
+    # (the heads) and create_model("expression") must then give users the same embedding.
+    from facexpr.nn.analysis import shipped_cards as analysis_cards
+
+    with_embedding = [c for c in analysis_cards() if c.sha256 and "embedding" in c.config["heads"]]
+    if not with_embedding:
+        pytest.skip("no shipped analysis model has an embedding head")
+    analysis = create_model(f"analysis.{with_embedding[0].tag}", pretrained=True).eval()
+    x = torch.from_numpy(np.random.default_rng(3).normal(0, 1, (4, 3, 112, 112)).astype(np.float32))
+    with torch.no_grad():
+        a = analysis(x)["embedding"]
+        b = _model().eval()(x)
+    torch.testing.assert_close(a, b, atol=2e-3, rtol=0)

@@ -266,6 +266,7 @@ class Analyzer:
                 FaceHeads(
                     o.heads,
                     blendshapes=o.blendshapes == "learned",
+                    embedding="expr" in o.groups and not o.separate_embedding,
                     device=o.device,
                     num_threads=o.num_threads,
                 )

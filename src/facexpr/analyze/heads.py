@@ -107,6 +107,8 @@ class FaceHeads:
     Args:
         options: weights, runtime and batch size.
         blendshapes: also fill ``FaceResult.blendshapes`` with the learned blendshapes.
+        embedding: fill ``FaceResult.embedding`` from the embedding head (off when the
+            embedding is turned off, or when a separate expression model gives it).
         device: "cpu", "cuda" or "auto".
         num_threads: CPU threads.
 
@@ -119,6 +121,7 @@ class FaceHeads:
         options: HeadsOptions | None = None,
         *,
         blendshapes: bool = True,
+        embedding: bool = True,
         device: str = "cpu",
         num_threads: int = 1,
     ) -> None:
@@ -130,6 +133,7 @@ class FaceHeads:
 
         self.options = options or HeadsOptions()
         self.blendshapes = blendshapes
+        self.embedding = embedding
         self.device = resolve_device(device)
         self.num_threads = num_threads
         o = self.options
@@ -228,7 +232,7 @@ class FaceHeads:
             faces = []
             for f in r.faces:
                 fields: dict[str, Any] = {}
-                if "embedding" in self.heads:
+                if self.embedding and "embedding" in self.heads:
                     fields["embedding"] = out["embedding"][k]
                 if "emotion" in self.heads:
                     fields["emotions"] = out["emotion"][k]

@@ -289,7 +289,7 @@ class Animator:
 
         torch = self._torch
         c = self._enc_card
-        x = prepare_crops(crops, int(c.input_size[0]), c.mean, c.std)
+        x = prepare_crops(crops, int(c.input_size[0]), c.mean, c.std, grey=c.grey)
         before = torch.get_num_threads()
         torch.set_num_threads(self.options.num_threads)
         try:

@@ -53,7 +53,7 @@ from facexpr.nn.losses.animator import (
     rig_l2,
     symmetry_loss,
 )
-from facexpr.train.augment import normalise, to_uint8_chw
+from facexpr.train.augment import normalise, to_grey, to_uint8_chw
 from facexpr.train.config import check_number
 from facexpr.train.data import IndexedBatches, held_out
 from facexpr.train.mixing import resize_square
@@ -75,7 +75,7 @@ __all__ = [
 DEFAULT_AVATARS = ("ict", *(f"ict_{k:03d}" for k in range(8)), "ict_toon")
 _LOSSES = ("rig", "symmetry", "temporal", "image", "expression")
 _DEFAULT_WEIGHTS = {"rig": 10.0, "symmetry": 0.2, "temporal": 0.0, "image": 1.0, "expression": 0.2}
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: crops of a grey encoder fed as luminance
 
 
 @dataclass
@@ -286,7 +286,9 @@ def feature_cache(
     crops: list[np.ndarray] = []
 
     def flush() -> None:
-        x = normalise(to_uint8_chw(crops), mean, std)
+        # An encoder trained on luminance (its card says grey) sees the crops as it was trained.
+        look = [to_grey(c) for c in crops] if card.grey else crops
+        x = normalise(to_uint8_chw(look), mean, std)
         with torch.no_grad():
             feats.append(expression_features(encoder, x).numpy())
             mirrored.append(expression_features(encoder, x.flip(-1)).numpy())
