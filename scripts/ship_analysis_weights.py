@@ -158,6 +158,30 @@ def calibrate(model, cfg, run: Path) -> tuple[np.ndarray, dict[str, float]]:
     return thr, metrics
 
 
+def _write_onnx(tensors, arch, size: int, x: torch.Tensor, ref: torch.Tensor, path: Path) -> str:
+    """Writes the ONNX export of the shipped weights (the packed (B, 118) output) to ``path``
+    after checking it under ONNX Runtime against the float32 model on the check inputs;
+    returns its sha256. ``analyze`` runs it without importing torch (faster start-up)."""
+    from facexpr.io._files import write_bytes_atomic
+    from facexpr.nn import FACE_MEAN, FACE_STD, create_model
+    from facexpr.nn.analysis import PackedAnalysis
+    from facexpr.nn.registry import sha256_file
+    from facexpr.nn.runtime import OnnxRunner, export_onnx
+    from facexpr.train.augment import normalise
+
+    shipped = create_model("analysis", **arch)
+    shipped.load_state_dict({k: v.float() for k, v in tensors.items()})
+    with torch.no_grad():
+        data = export_onnx(PackedAnalysis(shipped).eval(), (3, size, size))
+    got = OnnxRunner(data, threads=1)(normalise(x, FACE_MEAN, FACE_STD)).numpy()
+    worst = float(np.nan_to_num(np.abs(got - ref.numpy())).max())
+    if worst > FP16_MAX_ABS:
+        sys.exit(f"the ONNX export gives other outputs (max |diff| {worst:.2e}): not shipped")
+    write_bytes_atomic(path, data)
+    print(f"wrote {path} ({len(data) / 2**20:.2f} MB; ONNX Runtime max |diff| {worst:.1e})")
+    return sha256_file(path)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("run", type=Path)
@@ -166,6 +190,9 @@ def main() -> None:
     ap.add_argument("--metrics", type=Path, default=REPO / "benchmarks/results/heads.json")
     ap.add_argument("--weights-dir", type=Path, default=None, help="default: facexpr's nn/weights")
     ap.add_argument("--force", action="store_true", help="replace weights already shipped")
+    ap.add_argument(
+        "--no-onnx", action="store_true", help="do not ship the ONNX export beside the weights"
+    )
     ap.add_argument(
         "--train-command",
         default="",
@@ -238,6 +265,8 @@ def main() -> None:
         sys.exit(f"{wpath} is already shipped; --force replaces it")
     write_bytes_atomic(wpath, blob)
     write_text_atomic(ypath, (run / "config.yaml").read_text(encoding="utf-8"))
+    opath = out_dir / f"analysis_{args.tag}.onnx"
+    onnx_sha = _write_onnx(tensors, arch, m.img_size, x, ref, opath) if not args.no_onnx else ""
 
     data = list(init_data)
     if m.init and not init_data:
@@ -293,6 +322,8 @@ def main() -> None:
         "labels (facexpr.core.affect), not on measured valence-arousal.",
         file=wpath.name if out_dir == WEIGHTS_DIR else str(wpath),
         sha256=sha256_file(wpath),
+        onnx_file=(opath.name if out_dir == WEIGHTS_DIR else str(opath)) if onnx_sha else "",
+        onnx_sha256=onnx_sha,
         architecture=f"analysis: {m.encoder} at {m.img_size} px + heads {', '.join(arch['heads'])} "
         f"(hidden {m.hidden_dim}, {m.experts} expert(s), LAFM au_dim {m.au_dim})",
         config=arch,

@@ -229,3 +229,78 @@ def test_the_torch_free_head_list_is_the_models():
     from facexpr.nn.analysis import HEADS
 
     assert ALL_HEADS == HEADS
+
+
+def test_the_torch_free_packed_layout_is_the_models():
+    from facexpr.analyze.heads import _PACKED_LAYOUT
+    from facexpr.nn.analysis import PACKED_LAYOUT
+
+    assert _PACKED_LAYOUT == PACKED_LAYOUT
+
+
+def _shipped_onnx() -> bool:
+    from facexpr.nn.analysis import shipped_cards
+
+    return importlib.util.find_spec("onnxruntime") is not None and any(
+        c.onnx_file for c in shipped_cards()
+    )
+
+
+needs_shipped_onnx = pytest.mark.skipif(
+    not _shipped_onnx(),
+    reason="needs onnxruntime and shipped analysis weights with an ONNX export",
+)
+
+
+@needs_shipped_onnx
+def test_the_shipped_onnx_export_gives_the_shipped_weights_outputs(group):
+    crops = [f.aligned for f in group.faces]
+    fast = FaceHeads(HeadsOptions(), device="cpu")
+    assert fast.runtime == "onnx"
+    assert fast.packed is None  # no torch model was built
+    ref = FaceHeads(HeadsOptions(runtime="torch"), device="cpu").run(crops)
+    got = fast.run(crops)
+    for k in ref:
+        np.testing.assert_allclose(got[k], ref[k], atol=2e-3, err_msg=k)
+
+
+@needs_shipped_onnx
+def test_the_shipped_analysis_runs_without_importing_torch(media_dir):
+    import subprocess
+    import sys
+    import textwrap
+
+    code = f"""
+        import sys
+        from facexpr.analyze import Analyzer, AnalyzerOptions
+        with Analyzer(AnalyzerOptions(device="cpu")) as a:
+            table = a.analyze({str(media_dir / "single_face.jpg")!r})
+        d = table.data
+        print(int(d["success"].sum()), round(float(d["happiness"].iloc[0]), 2) > 0.5,
+              int(d.filter(like="expr_").notna().all(axis=None)), "torch" in sys.modules)
+        """
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, timeout=300, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split() == ["1", "True", "1", "False"]
+
+
+@needs_shipped_onnx
+def test_a_damaged_shipped_onnx_export_is_named(tmp_path, monkeypatch):
+    from facexpr.analyze import heads as heads_module
+    from facexpr.core.errors import ModelError
+    from facexpr.nn.analysis import shipped_cards
+
+    card = next(c for c in shipped_cards() if c.onnx_file)
+    for p in (card.path(), card.path().with_suffix(".json")):
+        (tmp_path / p.name).write_bytes(p.read_bytes())
+    onnx = card.path().parent / card.onnx_file
+    (tmp_path / onnx.name).write_bytes(onnx.read_bytes()[:-100])  # truncated
+    monkeypatch.setattr(
+        heads_module, "shipped_analysis_weights", lambda: tmp_path / card.path().name
+    )
+    with pytest.raises(ModelError, match=rf"{onnx.name}: sha256 .* differs from its card"):
+        FaceHeads(HeadsOptions(), device="cpu")
+    (tmp_path / onnx.name).unlink()
+    with pytest.raises(ModelError, match=rf"{onnx.name}: the shipped ONNX export cannot be read"):
+        FaceHeads(HeadsOptions(), device="cpu")

@@ -161,3 +161,10 @@ def test_hostile_card_json_is_a_model_error(tmp_path, text, reason):
     p.write_text(text)
     with pytest.raises(ModelError, match=rf"card\.json: unreadable weights card \(.*{reason}"):
         read_card(p)
+
+
+def test_an_onnx_export_on_a_card_needs_its_sha256():
+    with pytest.raises(ConfigError, match="onnx_file and onnx_sha256 go together"):
+        WeightsCard(tag="t", input_size=(8, 8), onnx_file="m.onnx")
+    card = WeightsCard(tag="t", input_size=(8, 8), onnx_file="m.onnx", onnx_sha256="ab" * 32)
+    assert card_from_dict(card.to_dict()).onnx_file == "m.onnx"

@@ -9,11 +9,13 @@ and fills ``FaceResult.embedding``, ``emotions``, ``valence_arousal``, ``au_occu
 ``au_intensity`` and, with ``blendshapes=True``, ``blendshapes``. AU occurrence is the
 probability against the per-AU threshold calibrated on held-out faces and saved with the weights.
 
-The runtime is PyTorch with the faces of a chunk of frames batched (32 at a time) unless ONNX
-Runtime is asked for: in the whole ``analyze`` process on the fixture video, with every output,
-PyTorch batched took 7.4 s against 10.1 s for ONNX Runtime at batch 1 (MediaPipe's Face
-Landmarker: 6.9-7.8 s in the same runs; ``benchmarks/mediapipe_speed.py --facexpr-args
-"--heads-weights ... --blendshapes learned [--embedding-runtime torch]"``).
+Runtimes. The shipped weights come with their ONNX export (``analysis_<tag>.onnx``, checked by
+sha256 against the card): on the CPU with ONNX Runtime installed (``facexpr[onnx]``), "auto"
+runs it at batch 8 **without importing torch**, which saves the ~1 s torch import and the model
+build of every process (measured: ``benchmarks/mediapipe_speed.py --facexpr-args "--blendshapes
+mediapipe"``, docs/heads.md) and 2.6 ms against 3.1 ms a face (PyTorch at batch 32, 2 threads).
+Weights given by path run in PyTorch, faces batched 32 at a time (an export at start-up costs
+about a second), or under ONNX Runtime with ``runtime="onnx"``; on CUDA, PyTorch on the GPU.
 """
 
 from __future__ import annotations
@@ -60,9 +62,11 @@ class HeadsOptions:
         weights: a safetensors file of the ``analysis`` model (a ``facexpr train heads`` run's
             ``analysis.safetensors``; its card ``NAME.json`` beside it if the architecture is
             not the default), or None for the shipped weights.
-        runtime: "auto" (PyTorch, faces batched: the measured faster here), "onnx" (ONNX
-            Runtime, needs ``facexpr[onnx]``) or "torch".
-        batch_size: faces per call; None: 1 under ONNX Runtime, 32 under PyTorch.
+        runtime: "auto" (the shipped ONNX export under ONNX Runtime when it can run, without
+            torch; else PyTorch, faces batched), "onnx" (ONNX Runtime, needs
+            ``facexpr[onnx]``) or "torch".
+        batch_size: faces per call; None: 8 for the shipped ONNX export, 1 for an export made
+            at start-up, 32 under PyTorch.
     """
 
     weights: str | Path | None = None
@@ -125,18 +129,22 @@ class FaceHeads:
         device: str = "cpu",
         num_threads: int = 1,
     ) -> None:
+        self.options = options or HeadsOptions()
+        self.blendshapes = blendshapes
+        self.embedding = embedding
+        self.num_threads = num_threads
+        o = self.options
+        shipped = _shipped_onnx(o, device)
+        if shipped is not None:
+            self._init_shipped_onnx(*shipped)
+            return
         import torch
 
         from facexpr.analyze.analyzer import resolve_device
         from facexpr.nn import create_model, load_weights, read_card, weights_card
         from facexpr.nn.analysis import PACKED_LAYOUT, PackedAnalysis
 
-        self.options = options or HeadsOptions()
-        self.blendshapes = blendshapes
-        self.embedding = embedding
         self.device = resolve_device(device)
-        self.num_threads = num_threads
-        o = self.options
         if o.weights is None:
             if shipped_analysis_weights() is None:
                 raise ModelError(
@@ -174,6 +182,35 @@ class FaceHeads:
             self._onnx = OnnxRunner(data, threads=num_threads)
         self.runtime: Literal["onnx", "torch"] = "onnx" if self._onnx is not None else "torch"
         self.batch_size = o.batch_size or (1 if self.runtime == "onnx" else 32)
+
+    def _init_shipped_onnx(self, card: _LiteCard, onnx_path: Path) -> None:
+        """The shipped weights' ONNX export under ONNX Runtime: no torch import."""
+        import onnxruntime as ort
+
+        self.device = "cpu"
+        self.card = card
+        self.input_size = int(card.input_size[0])
+        self.heads = tuple(card.heads)
+        self.thresholds = card.thresholds
+        self._slices = {}
+        start = 0
+        for name, width in _PACKED_LAYOUT:
+            self._slices[name] = slice(start, start + width)
+            start += width
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = max(1, int(self.num_threads))
+        so.inter_op_num_threads = 1
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            session = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own types for a broken graph
+            raise ModelError(f"{onnx_path}: ONNX Runtime cannot load it ({e})") from None
+        self._onnx = _OrtRunner(session)
+        self.packed = None
+        self.runtime = "onnx"
+        self.batch_size = self.options.batch_size or 8
+        log.debug("analysis heads: shipped ONNX export %s, batch %d", onnx_path, self.batch_size)
 
     def reset(self) -> None:
         """Nothing to forget between sources (every output is per face)."""
@@ -247,3 +284,105 @@ class FaceHeads:
                 k += 1
             done.append(dataclasses.replace(r, faces=tuple(faces)))
         return done
+
+
+# facexpr.nn.analysis.PACKED_LAYOUT, here without importing torch (a test keeps them equal).
+_PACKED_LAYOUT = (
+    ("embedding", 16), ("emotion", 8), ("va", 2), ("blendshapes", 52),
+    ("au_probability", 20), ("au_intensity", 20),
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _LiteCard:
+    """What the torch-free runtime needs of a weights card."""
+
+    input_size: tuple[int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    grey: bool
+    heads: tuple[str, ...]
+    thresholds: np.ndarray | None
+
+
+class _OrtRunner:
+    """A packed-output ONNX session called like ``OnnxRunner`` (numpy in, ``.numpy()`` out)."""
+
+    def __init__(self, session: Any) -> None:
+        self._session = session
+
+    def __call__(self, x: np.ndarray) -> _Array:
+        out = self._session.run(None, {"x": np.ascontiguousarray(x, dtype=np.float32)})[0]
+        return _Array(out)
+
+
+class _Array:
+    def __init__(self, a: np.ndarray) -> None:
+        self._a = a
+
+    def numpy(self) -> np.ndarray:
+        return self._a
+
+
+def _cuda_possible() -> bool:
+    """Whether this machine may have a CUDA device (an NVIDIA device node), decided without
+    importing torch; "auto" then leaves the choice to torch."""
+    return any(Path("/dev").glob("nvidia[0-9]*"))
+
+
+def _shipped_onnx(o: HeadsOptions, device: str) -> tuple[_LiteCard, Path] | None:
+    """The shipped card and ONNX file when the torch-free runtime applies: shipped weights, a
+    CPU run, runtime "auto" or "onnx", onnxruntime installed, an export on the card. None
+    otherwise (PyTorch then runs).
+
+    Raises:
+        ModelError: the shipped card is unreadable, or its ONNX file is missing or differs from
+            the card's sha256 (a damaged installation; names the file).
+    """
+    import importlib.util
+
+    if o.weights is not None or o.runtime not in ("auto", "onnx"):
+        return None
+    if device == "cuda" or (device == "auto" and _cuda_possible()):
+        return None
+    if importlib.util.find_spec("onnxruntime") is None:
+        return None
+    weights = shipped_analysis_weights()
+    if weights is None:
+        return None
+    card_path = weights.with_suffix(".json")
+    try:
+        raw = json.loads(card_path.read_text(encoding="utf-8"))
+        onnx_name, onnx_sha = raw.get("onnx_file", ""), raw.get("onnx_sha256", "")
+        if not onnx_name:
+            return None
+        heads = tuple(raw.get("config", {}).get("heads", ALL_HEADS))
+        card = _LiteCard(
+            input_size=tuple(int(v) for v in raw["input_size"]),
+            mean=tuple(float(v) for v in raw["mean"]), std=tuple(float(v) for v in raw["std"]),
+            grey=bool(raw.get("grey", False)), heads=heads,
+            thresholds=_thresholds(weights) if "aus" in heads else None,
+        )  # fmt: skip
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise ModelError(f"{card_path}: not a readable analysis card ({e})") from e
+    path = weights.parent / onnx_name
+    import hashlib
+
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as e:
+        raise ModelError(f"{path}: the shipped ONNX export cannot be read ({e.strerror})") from None
+    if digest != onnx_sha:
+        raise ModelError(
+            f"{path}: sha256 {digest[:12]}… differs from its card ({onnx_sha[:12]}…): the "
+            "installation is damaged; reinstall facexpr"
+        )
+    return card, path
+
+
+def _thresholds(weights: Path) -> np.ndarray:
+    """The calibrated AU thresholds saved in the weights, read without torch."""
+    from safetensors import safe_open
+
+    with safe_open(str(weights), framework="np") as f:
+        return np.asarray(f.get_tensor("aus.thresholds"), np.float32)

@@ -68,6 +68,9 @@ class WeightsCard:
         train_command: the command that trains these weights (said when the file is missing).
         grey: the model was trained on greyscale faces only (e.g. FER+): colour input is
             converted to luminance first, as its training data were.
+        onnx_file: an ONNX export of the same weights shipped beside them (relative to
+            :data:`WEIGHTS_DIR`), which a runtime may use without importing torch; "" if none.
+        onnx_sha256: the hex digest that file must have.
         loader: returns the model with weights loaded, for weights that are not plain
             safetensors of a registered builder (ported teachers); ``None`` for the usual path.
     """
@@ -88,6 +91,8 @@ class WeightsCard:
     metrics: Mapping[str, float] = field(default_factory=dict)
     train_command: str = ""
     grey: bool = False
+    onnx_file: str = ""
+    onnx_sha256: str = ""
     loader: Callable[[], Any] | None = None
 
     def __post_init__(self) -> None:
@@ -101,6 +106,8 @@ class WeightsCard:
             len(self.sha256) != 64 or any(c not in "0123456789abcdef" for c in self.sha256)
         ):
             raise ConfigError(f"WeightsCard '{self.tag}': sha256 must be 64 lower-case hex digits")
+        if bool(self.onnx_file) != bool(self.onnx_sha256):
+            raise ConfigError(f"WeightsCard '{self.tag}': onnx_file and onnx_sha256 go together")
 
     def path(self) -> Path:
         """Returns the weights file: ``file`` if absolute, else under :data:`WEIGHTS_DIR`."""
