@@ -199,13 +199,17 @@ def video(heads, path: Path, bundle: Path) -> dict:
     per = {n: _r(e[:, ARKIT_NAMES.index(n)], m[:, ARKIT_NAMES.index(n)]) for n in GOOD_TEACHER}
     m0 = np.nan_to_num(m)
     au_t = arkit_to_au(m0)[:, [AU_NAMES.index(a) for a in HEAD_AUS]]
-    au_r = {a: _r(np.asarray(au_l)[:, j], au_t[:, j]) for j, a in enumerate(HEAD_AUS)}
+    au_r = (
+        {a: _r(np.asarray(au_l)[:, j], au_t[:, j]) for j, a in enumerate(HEAD_AUS)}
+        if "aus" in heads.heads
+        else {}  # a model without the AU head: nothing to compare
+    )
     return {
         "video": path.name, "frames_with_face": len(e),
         "agreement_with_blendshape_v2_r": per,
         "agreement_mean_r": float(np.nanmean(list(per.values()))),
         "au_intensity_r_vs_teacher_aus": au_r,
-        "au_mean_r_vs_teacher": float(np.nanmean(list(au_r.values()))),
+        "au_mean_r_vs_teacher": float(np.nanmean(list(au_r.values()))) if au_r else None,
     }  # fmt: skip
 
 
@@ -257,7 +261,8 @@ def main() -> None:
         res["real_video"] = v
         print(f"real video {v['video']} ({v['frames_with_face']} frames): agreement with "
               f"Blendshape V2 mean r {v['agreement_mean_r']:.3f}; AU intensity vs teacher AUs "
-              f"mean r {v['au_mean_r_vs_teacher']:.3f}")  # fmt: skip
+              + (f"mean r {v['au_mean_r_vs_teacher']:.3f}" if v["au_mean_r_vs_teacher"] is not None
+                 else "(no AU head)"))  # fmt: skip
         card["video/agreement_with_blendshape_v2_mean_r"] = round(v["agreement_mean_r"], 4)
     res["card_metrics"] = card
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -66,8 +66,9 @@ def main() -> None:
     ap.add_argument(
         "--facexpr-args",
         default="--blendshapes mediapipe --no-embedding",
-        help="the analyze options timed (default: Blendshape V2 only); e.g. every output of the "
-        "learned heads: '--heads-weights RUN/analysis.safetensors --blendshapes learned'",
+        help="the analyze options timed (default: Blendshape V2 only); every output with the "
+        "shipped models: '--blendshapes mediapipe'; a run's heads: '--heads-weights "
+        "RUN/analysis.safetensors --blendshapes learned'",
     )
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks/results/mediapipe_speed.json")
     args = ap.parse_args()

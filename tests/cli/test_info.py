@@ -40,7 +40,7 @@ def test_every_shipped_weights_file_is_listed_with_its_sha256():
     from facexpr.nn.registry import WEIGHTS_DIR
 
     models = collect_info()["models"]
-    shipped = sorted(WEIGHTS_DIR.glob("*.safetensors"))
+    shipped = sorted([*WEIGHTS_DIR.glob("*.safetensors"), *WEIGHTS_DIR.glob("*.onnx")])
     assert shipped  # the neural renderer ships at least
     for f in shipped:
         line = models[f"nn/weights/{f.name}"]

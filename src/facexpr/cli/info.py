@@ -36,7 +36,8 @@ def collect_info() -> dict[str, dict[str, str]]:
 
     models: dict[str, str] = {}
     root = Path(facexpr.__file__).parent
-    for f in [*sorted(root.rglob("*.tflite")), *sorted(root.rglob("*.safetensors"))]:
+    shipped = [*root.rglob("*.tflite"), *root.rglob("*.safetensors"), *root.rglob("*.onnx")]
+    for f in sorted(shipped, key=lambda p: (p.suffix != ".tflite", str(p))):
         sha = hashlib.sha256(f.read_bytes()).hexdigest()[:12]
         models[str(f.relative_to(root))] = f"{f.stat().st_size / 1e6:.2f} MB  sha256 {sha}…"
 
