@@ -273,17 +273,28 @@ def main() -> None:
         init = _resolve(m.init, run)
         pre = init / "config.yaml" if init.is_dir() else init.parent / "config.yaml"
         shards: list[str] = []
+        recipe = "mae"
         if pre.is_file():
             import yaml
 
-            shards = (yaml.safe_load(pre.read_text(encoding="utf-8")).get("data") or {}).get(
-                "shards"
-            ) or []
-        kinds = sorted({_describe(_resolve(p, pre.parent)) for p in shards})
-        data.append(
-            f"encoder initialised from {m.init} (facexpr train mae"
-            + (f" on: {'; '.join(kinds)})" if kinds else "; its data not recorded)")
-        )
+            pcfg = yaml.safe_load(pre.read_text(encoding="utf-8")) or {}
+            recipe = pcfg.get("recipe", "mae")
+            shards = (pcfg.get("data") or {}).get("shards") or []
+        if recipe == "heads":  # another heads run's analysis weights: say so, and its data
+            pdata = (yaml.safe_load(pre.read_text(encoding="utf-8")).get("data")) or {}
+            folders = sorted({p for sc in [*pdata.get("faces", []), *pdata.get("triplets", [])]
+                              for p in sc.get("datasets", [])})  # fmt: skip
+            kinds = sorted({_describe(_resolve(p, pre.parent)) for p in folders})
+            data.append(
+                f"initialised from {m.init} (facexpr train heads run {pre.parent.name}, itself "
+                f"from {pcfg.get('model', {}).get('init', '?')}; trained on: {'; '.join(kinds)})"
+            )
+        else:
+            kinds = sorted({_describe(_resolve(p, pre.parent)) for p in shards})
+            data.append(
+                f"encoder initialised from {m.init} (facexpr train mae"
+                + (f" on: {'; '.join(kinds)})" if kinds else "; its data not recorded)")
+            )
     for sc in cfg.data.faces:
         kinds = sorted({_describe(_resolve(p, run)) for p in sc.datasets})
         teacher = any(f == "arkit_teacher" for f in sc.labels.values())
