@@ -240,6 +240,8 @@ def main() -> None:
         stage1 = out_dir / f"expression_{args.tag}.stage1.yaml"
         write_text_atomic(stage1, (mae / "config.yaml").read_text(encoding="utf-8"))
         commands.append(f"facexpr train mae --config {_shown(stage1)} --out runs/{mae.name}")
+    elif m.init and not init_data and m.init.endswith(".safetensors"):
+        data.append(f"initialised from {m.init} (another run's weights; see train_command)")
     elif m.init and not init_data:
         data.append(f"stage 1 (MAE): {m.init} (its config was not available)")
     for sc in cfg.data.sources:
