@@ -342,7 +342,7 @@ def main() -> None:
         }
         img_size = m.img_size
         init = m.init
-        grey = bool(getattr(getattr(cfg, "heads", None), "data", None) and cfg.heads.data.grey)
+        grey = hasattr(cfg, "heads") and cfg.heads.data.grey  # a heads run's data.grey
         if args.run is not None:
             model = create_model("expression", **arch)
             weights = args.weights or args.run / "model.safetensors"
@@ -369,12 +369,10 @@ def main() -> None:
         if shipped_init:
             # The run started from shipped analysis weights: their encoder's features by cosine
             # (what the triplets added on top of them).
-            from facexpr.nn import weights_card as _card
-
             name = init[len("pretrained:") :]
             start = create_model(name, pretrained=True).encoder
             models["baseline_init_patchmean_cosine"] = _embedder(
-                _PatchMean(start), img_size, cosine=True, grey=_card(name).grey
+                _PatchMean(start), img_size, cosine=True, grey=weights_card(name).grey
             )
         if mae_dir is not None:
             from facexpr.train.checkpoint import load_model_weights

@@ -281,7 +281,7 @@ def main() -> None:
             recipe = pcfg.get("recipe", "mae")
             shards = (pcfg.get("data") or {}).get("shards") or []
         if recipe == "heads":  # another heads run's analysis weights: say so, and its data
-            pdata = (yaml.safe_load(pre.read_text(encoding="utf-8")).get("data")) or {}
+            pdata = pcfg.get("data") or {}
             folders = sorted({p for sc in [*pdata.get("faces", []), *pdata.get("triplets", [])]
                               for p in sc.get("datasets", [])})  # fmt: skip
             kinds = sorted({_describe(_resolve(p, pre.parent)) for p in folders})

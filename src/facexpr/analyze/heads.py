@@ -168,11 +168,8 @@ class FaceHeads:
             else None
         )
         self.packed = PackedAnalysis(model).eval().to(self.device)
-        self._slices: dict[str, slice] = {}
-        start = 0
-        for name, width in PACKED_LAYOUT:
-            self._slices[name] = slice(start, start + width)
-            start += width
+        self._slices = _slices(PACKED_LAYOUT)
+        self._session: Any = None
         self._onnx: Any = None
         if o.runtime == "onnx":
             from facexpr.nn.runtime import OnnxRunner, export_onnx
@@ -192,11 +189,7 @@ class FaceHeads:
         self.input_size = int(card.input_size[0])
         self.heads = tuple(card.heads)
         self.thresholds = card.thresholds
-        self._slices = {}
-        start = 0
-        for name, width in _PACKED_LAYOUT:
-            self._slices[name] = slice(start, start + width)
-            start += width
+        self._slices = _slices(_PACKED_LAYOUT)
         so = ort.SessionOptions()
         so.intra_op_num_threads = max(1, int(self.num_threads))
         so.inter_op_num_threads = 1
@@ -206,7 +199,8 @@ class FaceHeads:
             session = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own types for a broken graph
             raise ModelError(f"{onnx_path}: ONNX Runtime cannot load it ({e})") from None
-        self._onnx = _OrtRunner(session)
+        self._session = session
+        self._onnx = None
         self.packed = None
         self.runtime = "onnx"
         self.batch_size = self.options.batch_size or 8
@@ -239,6 +233,8 @@ class FaceHeads:
         return out
 
     def _run(self, x: np.ndarray) -> np.ndarray:
+        if self._session is not None:  # the shipped ONNX export, no torch
+            return self._session.run(None, {"x": np.ascontiguousarray(x, dtype=np.float32)})[0]
         if self._onnx is not None:
             return self._onnx(x).numpy()
         import torch
@@ -293,6 +289,15 @@ _PACKED_LAYOUT = (
 )  # fmt: skip
 
 
+def _slices(layout: Sequence[tuple[str, int]]) -> dict[str, slice]:
+    """Output name -> its columns in the packed (B, 118) output."""
+    out, start = {}, 0
+    for name, width in layout:
+        out[name] = slice(start, start + width)
+        start += width
+    return out
+
+
 @dataclass(frozen=True)
 class _LiteCard:
     """What the torch-free runtime needs of a weights card."""
@@ -303,25 +308,6 @@ class _LiteCard:
     grey: bool
     heads: tuple[str, ...]
     thresholds: np.ndarray | None
-
-
-class _OrtRunner:
-    """A packed-output ONNX session called like ``OnnxRunner`` (numpy in, ``.numpy()`` out)."""
-
-    def __init__(self, session: Any) -> None:
-        self._session = session
-
-    def __call__(self, x: np.ndarray) -> _Array:
-        out = self._session.run(None, {"x": np.ascontiguousarray(x, dtype=np.float32)})[0]
-        return _Array(out)
-
-
-class _Array:
-    def __init__(self, a: np.ndarray) -> None:
-        self._a = a
-
-    def numpy(self) -> np.ndarray:
-        return self._a
 
 
 def _cuda_possible() -> bool:
