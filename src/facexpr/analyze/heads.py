@@ -37,6 +37,7 @@ from facexpr.analyze.embedding import (
     shipped_weights,
 )
 from facexpr.core.errors import ConfigError, ModelError
+from facexpr.core.onnx_session import cpu_session
 from facexpr.core.types import FrameResult
 
 log = logging.getLogger(__name__)
@@ -182,23 +183,17 @@ class FaceHeads:
 
     def _init_shipped_onnx(self, card: _LiteCard, onnx_path: Path) -> None:
         """The shipped weights' ONNX export under ONNX Runtime: no torch import."""
-        import onnxruntime as ort
-
         self.device = "cpu"
         self.card = card
         self.input_size = int(card.input_size[0])
         self.heads = tuple(card.heads)
         self.thresholds = card.thresholds
         self._slices = _slices(_PACKED_LAYOUT)
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = max(1, int(self.num_threads))
-        so.inter_op_num_threads = 1
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        try:
-            session = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime raises its own types for a broken graph
-            raise ModelError(f"{onnx_path}: ONNX Runtime cannot load it ({e})") from None
+        session = cpu_session(
+            onnx_path,
+            threads=max(1, int(self.num_threads)),
+            purpose="running the shipped analysis heads",
+        )
         self._session = session
         self._onnx = None
         self.packed = None

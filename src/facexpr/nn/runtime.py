@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from facexpr.core.errors import ConfigError, InputError, MissingDependencyError
+from facexpr.core.errors import InputError, MissingDependencyError
+from facexpr.core.onnx_session import cpu_session
 
 __all__ = ["OnnxRunner", "export_onnx"]
 
@@ -65,29 +66,19 @@ class OnnxRunner:
 
     Args:
         model: ONNX bytes (:func:`export_onnx`).
-        threads: intra-op threads (>= 1); spinning is off so idle threads leave the cores to
-            the rest of the pipeline.
+        threads: intra-op threads (>= 1); the session options are
+            :func:`facexpr.core.onnx_session.cpu_session`'s.
 
     Raises:
         MissingDependencyError: onnxruntime is not installed.
         ConfigError: ``threads`` < 1.
+        ModelError: ONNX Runtime cannot load the bytes.
     """
 
     def __init__(self, model: bytes, threads: int = 1) -> None:
-        if not isinstance(threads, int) or threads < 1:
-            raise ConfigError(f"OnnxRunner: threads must be an integer >= 1, got {threads!r}")
-        try:
-            import onnxruntime as ort
-        except ImportError as e:
-            raise MissingDependencyError(
-                "onnxruntime", "onnx", "running an encoder under ONNX Runtime"
-            ) from e
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self._session: Any = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+        self._session: Any = cpu_session(
+            model, threads=threads, purpose="running an encoder under ONNX Runtime"
+        )
         inp = self._session.get_inputs()[0]
         self.input_shape = tuple(inp.shape[1:])
 
