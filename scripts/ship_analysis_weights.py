@@ -161,18 +161,19 @@ def calibrate(model, cfg, run: Path) -> tuple[np.ndarray, dict[str, float]]:
 def _write_onnx(tensors, arch, size: int, x: torch.Tensor, ref: torch.Tensor, path: Path) -> str:
     """Writes the ONNX export of the shipped weights (the packed (B, 118) output) to ``path``
     after checking it under ONNX Runtime against the float32 model on the check inputs;
-    returns its sha256. ``analyze`` runs it without importing torch (faster start-up)."""
+    returns its sha256. The weights are stored as float16 (they are shipped as float16: exact),
+    computed in float32. ``analyze`` runs it without importing torch (faster start-up)."""
     from facexpr.io._files import write_bytes_atomic
     from facexpr.nn import FACE_MEAN, FACE_STD, create_model
     from facexpr.nn.analysis import PackedAnalysis
     from facexpr.nn.registry import sha256_file
-    from facexpr.nn.runtime import OnnxRunner, export_onnx
+    from facexpr.nn.runtime import OnnxRunner, export_onnx, store_float16
     from facexpr.train.augment import normalise
 
     shipped = create_model("analysis", **arch)
     shipped.load_state_dict({k: v.float() for k, v in tensors.items()})
     with torch.no_grad():
-        data = export_onnx(PackedAnalysis(shipped).eval(), (3, size, size))
+        data = store_float16(export_onnx(PackedAnalysis(shipped).eval(), (3, size, size)))
     got = OnnxRunner(data, threads=1)(normalise(x, FACE_MEAN, FACE_STD)).numpy()
     worst = float(np.nan_to_num(np.abs(got - ref.numpy())).max())
     if worst > FP16_MAX_ABS:

@@ -9,7 +9,7 @@ import torch
 
 from facexpr.core.errors import ConfigError, InputError, MissingDependencyError
 from facexpr.nn import create_model
-from facexpr.nn.runtime import OnnxRunner, export_onnx
+from facexpr.nn.runtime import OnnxRunner, export_onnx, store_float16
 
 
 def test_missing_packages_name_the_extra(monkeypatch):
@@ -46,3 +46,23 @@ def test_onnx_runtime_matches_torch():
         InputError, match=r"expected a \(B, 3, 32, 32\) batch, got \(1, 3, 16, 16\)"
     ):
         runner(torch.zeros(1, 3, 16, 16))
+
+
+def test_float16_storage_halves_the_file_and_keeps_the_outputs():
+    pytest.importorskip("onnx", reason="needs facexpr[onnx]")
+    pytest.importorskip("onnxruntime", reason="needs facexpr[onnx]")
+    torch.manual_seed(0)
+    model = create_model("expression", img_size=32, depth=2).eval()
+    with torch.no_grad():  # weights as shipped: float16 values, widened to float32
+        for p in model.parameters():
+            p.copy_(p.half().float())
+    data = export_onnx(model, (3, 32, 32))
+    half = store_float16(data)
+    assert len(half) < 0.6 * len(data)
+    x = torch.randn(4, 3, 32, 32)
+    assert torch.equal(OnnxRunner(half)(x), OnnxRunner(data)(x))  # compute stays float32
+    with torch.no_grad():  # weights float16 cannot hold stay float32
+        next(model.parameters()).add_(1e-7)
+    kept = store_float16(export_onnx(model, (3, 32, 32)))
+    assert len(half) < len(kept)
+    assert torch.allclose(OnnxRunner(kept)(x), model(x), atol=1e-5)

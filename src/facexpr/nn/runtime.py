@@ -22,7 +22,7 @@ from torch import nn
 from facexpr.core.errors import InputError, MissingDependencyError
 from facexpr.core.onnx_session import cpu_session
 
-__all__ = ["OnnxRunner", "export_onnx"]
+__all__ = ["OnnxRunner", "export_onnx", "store_float16"]
 
 
 def export_onnx(model: nn.Module, input_shape: tuple[int, int, int], opset: int = 17) -> bytes:
@@ -59,6 +59,49 @@ def export_onnx(model: nn.Module, input_shape: tuple[int, int, int], opset: int 
     finally:
         model.train(was_training)
     return buf.getvalue()
+
+
+def store_float16(model: bytes, min_size: int = 16) -> bytes:
+    """Returns ``model`` with every float32 initialiser that float16 holds exactly (weights
+    shipped as float16 and widened, as the analysis weights are) stored as float16 behind a
+    ``Cast`` to float32. Compute stays float32, so ONNX Runtime's outputs are bit-identical (it
+    folds the casts when the session is made) and the file is about half the size.
+
+    Args:
+        model: ONNX bytes (:func:`export_onnx`).
+        min_size: initialisers with fewer elements stay as they are.
+
+    Raises:
+        MissingDependencyError: the ``onnx`` package is not installed.
+    """
+    try:
+        import onnx
+        from onnx import helper, numpy_helper
+    except ImportError as e:
+        raise MissingDependencyError("onnx", "onnx", "storing ONNX weights as float16") from e
+    proto = onnx.load_from_string(model)
+    graph = proto.graph
+    names = {n for node in graph.node for n in node.output} | {i.name for i in graph.input}
+    inits, casts = [], []
+    for init in graph.initializer:
+        a = numpy_helper.to_array(init)
+        half = a.astype(np.float16)
+        exact = a.dtype == np.float32 and a.size >= min_size
+        if exact and np.array_equal(half.astype(np.float32), a, equal_nan=True):
+            stored = init.name + "__float16"
+            if stored in names:
+                raise ValueError(f"store_float16: the graph already has a tensor named {stored}")
+            inits.append(numpy_helper.from_array(half, stored))
+            casts.append(helper.make_node("Cast", [stored], [init.name], to=onnx.TensorProto.FLOAT))
+        else:
+            inits.append(init)
+    del graph.initializer[:]
+    graph.initializer.extend(inits)
+    nodes = casts + list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    onnx.checker.check_model(proto)
+    return proto.SerializeToString()
 
 
 class OnnxRunner:
