@@ -189,12 +189,11 @@ class FaceHeads:
         self.heads = tuple(card.heads)
         self.thresholds = card.thresholds
         self._slices = _slices(_PACKED_LAYOUT)
-        session = cpu_session(
+        self._session = cpu_session(
             onnx_path,
             threads=max(1, int(self.num_threads)),
             purpose="running the shipped analysis heads",
         )
-        self._session = session
         self._onnx = None
         self.packed = None
         self.runtime = "onnx"

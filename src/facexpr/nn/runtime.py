@@ -81,13 +81,13 @@ def store_float16(model: bytes, min_size: int = 16) -> bytes:
         raise MissingDependencyError("onnx", "onnx", "storing ONNX weights as float16") from e
     proto = onnx.load_from_string(model)
     graph = proto.graph
-    names = {n for node in graph.node for n in node.output} | {i.name for i in graph.input}
+    names = {n for node in graph.node for n in node.output}
+    names |= {i.name for i in graph.input} | {i.name for i in graph.initializer}
     inits, casts = [], []
     for init in graph.initializer:
         a = numpy_helper.to_array(init)
-        half = a.astype(np.float16)
-        exact = a.dtype == np.float32 and a.size >= min_size
-        if exact and np.array_equal(half.astype(np.float32), a, equal_nan=True):
+        half = a.astype(np.float16) if a.dtype == np.float32 and a.size >= min_size else None
+        if half is not None and np.array_equal(half.astype(np.float32), a, equal_nan=True):
             stored = init.name + "__float16"
             if stored in names:
                 raise ValueError(f"store_float16: the graph already has a tensor named {stored}")
